@@ -1,0 +1,234 @@
+"""PCM16 audio: conversions, a streaming resampler with an exact length, a framer, mu-law.
+
+Inside the plugin audio is int16 little-endian mono at 44.1 kHz; it is resampled once, at the
+framework's edge.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+
+import numpy as np
+import soxr
+
+from s2_plugin.protocol import SAMPLE_RATE
+
+__all__ = [
+    "SAMPLE_RATE",
+    "SUPPORTED_RATES",
+    "AudioError",
+    "Framer",
+    "StreamResampler",
+    "check_rate",
+    "duration_s",
+    "float_to_pcm16",
+    "pcm16_to_float",
+    "resample",
+    "samples",
+    "ulaw_decode",
+    "ulaw_encode",
+    "wav_bytes",
+]
+
+SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+# soxr's very-high quality holds back ~94 ms when going down to 8 kHz; high quality halves that
+# with a passband still far above what a phone line carries. Upward and mild ratios keep VHQ.
+_QUALITY_BELOW_24K = "HQ"
+_QUALITY_DEFAULT = "VHQ"
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used as given; the message says what to change."""
+
+
+def check_rate(rate: int) -> int:
+    """Return `rate` if the plugin can produce it, else raise `AudioError`."""
+    if rate not in SUPPORTED_RATES:
+        raise AudioError(
+            f"sample rate {rate} Hz is not supported; use one of "
+            + ", ".join(str(r) for r in SUPPORTED_RATES)
+        )
+    return rate
+
+
+def samples(pcm: bytes) -> np.ndarray:
+    """View int16 little-endian PCM bytes as samples; odd-length input is an error."""
+    if len(pcm) % 2:
+        raise AudioError(f"PCM16 has 2 bytes per sample, got {len(pcm)} bytes (odd length)")
+    return np.frombuffer(pcm, dtype="<i2")
+
+
+def pcm16_to_float(pcm: bytes) -> np.ndarray:
+    """PCM16 bytes to float32 samples in [-1, 1)."""
+    return samples(pcm).astype(np.float32) / 32768.0
+
+
+def float_to_pcm16(x: np.ndarray) -> bytes:
+    """Float samples (clipped to [-1, 1]) to PCM16 bytes."""
+    scaled = np.clip(np.asarray(x, dtype=np.float64) * 32768.0, -32768, 32767)
+    return np.round(scaled).astype("<i2").tobytes()
+
+
+def duration_s(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> float:
+    return len(pcm) / 2 / sample_rate
+
+
+def _quality(out_rate: int) -> str:
+    return _QUALITY_BELOW_24K if out_rate < 24000 else _QUALITY_DEFAULT
+
+
+def _expected_len(n_in: int, in_rate: int, out_rate: int) -> int:
+    return (n_in * out_rate + in_rate // 2) // in_rate
+
+
+def _fit(x: np.ndarray, n: int) -> np.ndarray:
+    if len(x) >= n:
+        return x[:n]
+    return np.concatenate([x, np.zeros(n - len(x), dtype=x.dtype)])
+
+
+def resample(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
+    """One-shot resampling of a whole clip; output length is `round(n * out / in)`."""
+    check_rate(out_rate)
+    x = samples(pcm)
+    if in_rate == out_rate or not len(x):
+        return x.tobytes()
+    y = soxr.resample(x, in_rate, out_rate, quality=_quality(out_rate))
+    return _fit(y, _expected_len(len(x), in_rate, out_rate)).astype("<i2").tobytes()
+
+
+class StreamResampler:
+    """Streaming soxr resampler for one voice: chunks in, chunks out, exact length per segment.
+
+    Call `process()` per chunk, `flush()` at the end of each segment (it returns the tail the
+    filter held back and evens the count to `round(n_in * out / in)`), `reset()` to drop
+    everything on a cancel.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int, quality: str | None = None) -> None:
+        self.in_rate = in_rate
+        self.out_rate = check_rate(out_rate)
+        self.quality = quality or _quality(out_rate)
+        self._stream: soxr.ResampleStream | None = None
+        self._n_in = 0
+        self._n_out = 0
+        self._odd = b""
+
+    @property
+    def passthrough(self) -> bool:
+        return self.in_rate == self.out_rate
+
+    def process(self, pcm: bytes) -> bytes:
+        """Resample one chunk; a trailing odd byte is kept for the next chunk."""
+        pcm = self._odd + pcm
+        cut = len(pcm) - len(pcm) % 2
+        self._odd = pcm[cut:]
+        x = samples(pcm[:cut])
+        self._n_in += len(x)
+        if self.passthrough:
+            self._n_out += len(x)
+            return x.tobytes()
+        if self._stream is None:
+            self._stream = soxr.ResampleStream(
+                self.in_rate, self.out_rate, 1, dtype="int16", quality=self.quality
+            )
+        y = self._stream.resample_chunk(x)
+        y = y[: max(0, _expected_len(self._n_in, self.in_rate, self.out_rate) - self._n_out)]
+        self._n_out += len(y)
+        return y.astype("<i2").tobytes()
+
+    def flush(self) -> bytes:
+        """End the segment: return the held tail so the segment has its exact length."""
+        if self._odd:
+            raise AudioError("segment ended inside a sample (odd number of PCM bytes)")
+        tail = np.zeros(0, dtype=np.int16)
+        if self._stream is not None:
+            tail = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+        missing = _expected_len(self._n_in, self.in_rate, self.out_rate) - self._n_out
+        out = _fit(tail, max(0, missing)).astype("<i2").tobytes()
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        """Forget all state (after a cancel): the next chunk starts a fresh segment."""
+        self._stream = None
+        self._n_in = self._n_out = 0
+        self._odd = b""
+
+
+class Framer:
+    """Cuts a byte stream into frames of `frame_ms` of whole samples."""
+
+    def __init__(self, sample_rate: int, frame_ms: int = 20) -> None:
+        if frame_ms <= 0:
+            raise AudioError(f"frame_ms must be positive, got {frame_ms}")
+        self.frame_bytes = sample_rate * frame_ms // 1000 * 2
+        if not self.frame_bytes:
+            raise AudioError(f"{frame_ms} ms at {sample_rate} Hz is less than one sample")
+        self._buf = bytearray()
+
+    def push(self, pcm: bytes) -> list[bytes]:
+        """Add bytes; return every complete frame."""
+        self._buf += pcm
+        n = len(self._buf) // self.frame_bytes * self.frame_bytes
+        frames = [bytes(self._buf[i : i + self.frame_bytes]) for i in range(0, n, self.frame_bytes)]
+        del self._buf[:n]
+        return frames
+
+    def flush(self) -> bytes:
+        """Return the last, shorter frame (whole samples), or b'' if nothing is held."""
+        if len(self._buf) % 2:
+            raise AudioError("stream ended inside a sample (odd number of PCM bytes)")
+        rest = bytes(self._buf)
+        self._buf.clear()
+        return rest
+
+    def reset(self) -> None:
+        self._buf.clear()
+
+
+# G.711 mu-law, as telephony carries it (bias 0x84, clip 32635, bits inverted).
+_BIAS = 0x84
+_CLIP = 32635
+
+
+def _ulaw_table() -> np.ndarray:
+    codes = np.arange(256, dtype=np.int32)
+    u = ~codes & 0xFF
+    sign = u & 0x80
+    exponent = (u >> 4) & 0x07
+    mantissa = u & 0x0F
+    magnitude = (((mantissa << 3) + _BIAS) << exponent) - _BIAS
+    return np.where(sign, -magnitude, magnitude).astype(np.int16)
+
+
+_ULAW_DECODE = _ulaw_table()
+
+
+def ulaw_encode(pcm: bytes) -> bytes:
+    """PCM16 to G.711 mu-law bytes (one byte per sample), bit-exact with the reference coder."""
+    x = samples(pcm).astype(np.int32) >> 2  # the reference coder works on 14 bits
+    sign = np.where(x < 0, 0x80, 0x00)
+    mag = np.minimum(np.abs(x), _CLIP >> 2) + (_BIAS >> 2)
+    exponent = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 5, 0, 7)
+    mantissa = (mag >> (exponent + 1)) & 0x0F
+    return ((sign | (exponent << 4) | mantissa) ^ 0xFF).astype(np.uint8).tobytes()
+
+
+def ulaw_decode(data: bytes) -> bytes:
+    """G.711 mu-law bytes to PCM16."""
+    return _ULAW_DECODE[np.frombuffer(data, dtype=np.uint8)].astype("<i2").tobytes()
+
+
+def wav_bytes(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """Wrap PCM16 mono in a WAV container."""
+    samples(pcm)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm)
+    return buf.getvalue()

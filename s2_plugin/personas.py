@@ -1,0 +1,122 @@
+"""Personas: a named voice = reference clip + its transcript (+ an optional default style)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from s2_plugin import tags
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+MAX_CLIP_BYTES = 20 * 1024 * 1024
+"""An upload limit that fits 60 s of 48 kHz stereo 32-bit WAV, the longest clip accepted."""
+
+MAX_TRANSCRIPT_CHARS = 2000
+
+
+class PersonaError(ValueError):
+    """A persona that cannot be registered; the message says what to change."""
+
+
+def validate_name(name: str) -> str:
+    """Return `name` if it is a safe persona name, else raise `PersonaError`."""
+    if not _NAME_RE.fullmatch(name) or ".." in name:
+        raise PersonaError(
+            f"persona name {name!r} is not allowed; use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def content_hash(clip: bytes, transcript: str, style: str | None) -> str:
+    """The identity of a persona's content: equal hashes mean the same registration."""
+    h = hashlib.sha256()
+    for part in (clip, transcript.strip().encode(), (style or "").encode()):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A voice to register on the sidecar once and speak with afterwards.
+
+    `clip` is a path to, or the bytes of, a 10-30 s recording (WAV, FLAC or OGG) of one speaker;
+    `transcript` is exactly what is said in it.
+    """
+
+    name: str
+    clip: Path | bytes = field(repr=False)
+    transcript: str
+    style: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_name(self.name)
+        if not self.transcript.strip():
+            raise PersonaError(f"persona {self.name!r} needs the transcript of its clip")
+        if len(self.transcript) > MAX_TRANSCRIPT_CHARS:
+            raise PersonaError(
+                f"transcript of {self.name!r} is {len(self.transcript)} characters; "
+                f"a 10-30 s clip needs well under {MAX_TRANSCRIPT_CHARS}"
+            )
+        if self.style:
+            tags.validate(f"[{self.style.strip('[]')}]")
+
+    def clip_bytes(self) -> bytes:
+        """The clip's bytes, read from disk when it was given as a path."""
+        if isinstance(self.clip, bytes):
+            data = self.clip
+        else:
+            try:
+                data = Path(self.clip).read_bytes()
+            except OSError as e:
+                raise PersonaError(f"cannot read the clip of {self.name!r}: {e}") from e
+        if not data:
+            raise PersonaError(f"the clip of {self.name!r} is empty")
+        if len(data) > MAX_CLIP_BYTES:
+            raise PersonaError(
+                f"the clip of {self.name!r} is {len(data)} bytes; keep it under "
+                f"{MAX_CLIP_BYTES} (10-30 s of mono audio is plenty)"
+            )
+        return data
+
+    def content_hash(self) -> str:
+        return content_hash(self.clip_bytes(), self.transcript, self.style)
+
+
+def load_personas(path: Path) -> list[Persona]:
+    """Read personas from a TOML file of `[[persona]]` tables (clip paths relative to the file).
+
+    ```toml
+    [[persona]]
+    name = "ava"
+    clip = "ava.wav"
+    transcript = "What the clip says."
+    style = "warm"          # optional
+    ```
+    """
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise PersonaError(f"cannot read personas file {path}: {e}") from e
+    entries = data.get("persona", [])
+    if not isinstance(entries, list) or not entries:
+        raise PersonaError(f"{path} has no [[persona]] tables")
+    personas = []
+    for i, entry in enumerate(entries):
+        try:
+            personas.append(
+                Persona(
+                    name=entry["name"],
+                    clip=path.parent / entry["clip"],
+                    transcript=entry["transcript"],
+                    style=entry.get("style"),
+                )
+            )
+        except KeyError as e:
+            raise PersonaError(f"{path}: persona #{i + 1} lacks {e.args[0]!r}") from e
+    return personas

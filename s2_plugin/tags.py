@@ -1,0 +1,112 @@
+"""S2 inline tags: `[whisper]`-style cues and `<|speaker:N|>` speaker tags.
+
+Tags reach S2 verbatim; they are validated here, stripped from transcripts, and a persona's
+default style is applied as a leading tag.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+MAX_TAG_CHARS = 64
+"""Longest cue inside `[...]`; S2 reads free-form cues, but a long one is almost always a bug."""
+
+_SPEAKER_RE = re.compile(r"<\|speaker:(\d{1,2})\|>")
+_TAG_RE = re.compile(r"\[[^\[\]\n]*\]|<\|speaker:\d{1,2}\|>")
+_SPACES_RE = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([,.;:!?])")
+
+
+class TagError(ValueError):
+    """Text whose tags S2 cannot read; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """One tag found in a text: its raw form and where it sits."""
+
+    raw: str
+    start: int
+    end: int
+
+    @property
+    def is_speaker(self) -> bool:
+        return self.raw.startswith("<|")
+
+
+def find_tags(text: str) -> list[Tag]:
+    """Return every complete tag in `text`, in order."""
+    return [Tag(m.group(), m.start(), m.end()) for m in _TAG_RE.finditer(text)]
+
+
+def validate(text: str) -> None:
+    """Raise `TagError` unless every tag in `text` is complete, short and printable."""
+    for ch in text:
+        if ch not in "\n\t" and unicodedata.category(ch) == "Cc":
+            raise TagError(f"text contains the control character {ch!r}; remove it")
+    problem = _unbalanced(text)
+    if problem:
+        raise TagError(problem)
+    for tag in find_tags(text):
+        if tag.is_speaker:
+            continue
+        inner = tag.raw[1:-1].strip()
+        if not inner:
+            raise TagError(f"empty tag {tag.raw!r} at position {tag.start}; write a cue like [whisper]")
+        if len(inner) > MAX_TAG_CHARS:
+            raise TagError(
+                f"tag {tag.raw[:20]!r}... at position {tag.start} is {len(inner)} characters; "
+                f"keep cues under {MAX_TAG_CHARS}"
+            )
+    leftover = _TAG_RE.sub("", text)
+    if "<|" in leftover or "|>" in leftover:
+        raise TagError("malformed speaker tag; write it as <|speaker:N|> with N from 0 to 99")
+
+
+def _unbalanced(text: str) -> str | None:
+    opened: int | None = None
+    for i, ch in enumerate(text):
+        if ch == "[":
+            if opened is not None:
+                return f"'[' at position {i} opens a tag inside a tag; close the first with ']'"
+            opened = i
+        elif ch == "]":
+            if opened is None:
+                return f"']' at position {i} closes no tag; remove it or add the '['"
+            opened = None
+        elif ch == "\n" and opened is not None:
+            return f"tag opened at position {opened} runs past a line end; close it with ']'"
+    if opened is not None:
+        return f"tag opened at position {opened} is never closed; add ']'"
+    return None
+
+
+def strip_tags(text: str) -> str:
+    """The words alone, for transcripts and the LLM context: tags removed, spacing tidied."""
+    bare = _TAG_RE.sub(" ", text)
+    bare = _SPACE_BEFORE_PUNCT_RE.sub(r"\1", bare)
+    return _SPACES_RE.sub(" ", bare).strip()
+
+
+def has_speech(text: str) -> bool:
+    """True when `text` holds something to say besides tags, spaces and punctuation."""
+    return any(ch.isalnum() for ch in _TAG_RE.sub("", text))
+
+
+def apply_style(text: str, style: str | None) -> str:
+    """Prefix the persona's default style as a tag, unless the text already opens with a cue."""
+    if not style:
+        return text
+    cue = style if style.startswith("[") else f"[{style}]"
+    validate(cue)
+    stripped = text.lstrip()
+    if stripped.startswith("[") or stripped.startswith("<|"):
+        return text
+    return f"{cue} {stripped}"
+
+
+def speakers(text: str) -> list[int]:
+    """Speaker numbers named by `<|speaker:N|>` tags, in order of appearance."""
+    return [int(m.group(1)) for m in _SPEAKER_RE.finditer(text)]
