@@ -20,6 +20,10 @@ SAMPLE_RATE = 44100
 MAX_INPUT_CHARS = 4096
 """SGLang-Omni's `MAX_SPEECH_INPUT_CHARS`; longer text is rejected there, so it is here."""
 
+DEFAULT_PORT = 8421
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+"""Where `s2-sidecar serve` listens unless told otherwise (loopback only without an API key)."""
+
 SPEECH_PATH = "/v1/audio/speech"
 VOICES_PATH = "/v1/audio/voices"
 HEALTH_PATH = "/health"
