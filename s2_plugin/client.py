@@ -1,0 +1,278 @@
+"""The sidecar's HTTP client: streaming PCM, personas, typed errors.
+
+One pooled aiohttp session per client. `speech()` yields int16 PCM as it arrives; leaving the
+loop early (or cancelling the task) closes the connection, which is how the sidecar, and
+SGLang-Omni behind it, learn to stop generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from pydantic import ValidationError
+
+from s2_plugin.personas import Persona
+from s2_plugin.protocol import (
+    DEFAULT_URL,
+    HEADER_SAMPLE_RATE,
+    HEALTH_PATH,
+    SAMPLE_RATE,
+    SPEECH_PATH,
+    VOICES_PATH,
+    ErrorBody,
+    Health,
+    SpeechRequest,
+    VoiceInfo,
+    VoiceList,
+)
+
+__all__ = [
+    "S2Client",
+    "S2ConnectionError",
+    "S2Error",
+    "S2StatusError",
+    "S2TimeoutError",
+]
+
+
+class S2Error(Exception):
+    """Anything that went wrong talking to the sidecar."""
+
+    retryable = True
+
+
+class S2ConnectionError(S2Error):
+    """The sidecar could not be reached, or dropped the connection."""
+
+
+class S2TimeoutError(S2ConnectionError):
+    """The sidecar accepted the request but sent nothing for too long."""
+
+
+class S2StatusError(S2Error):
+    """The sidecar answered with an error status; `message` says what to change (4xx)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "error",
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(f"sidecar returned {status}: {message}")
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.status >= 500 or self.status in (408, 429)
+
+
+class S2Client:
+    """Talks to an `s2-sidecar` (or a bare SGLang-Omni server) over HTTP.
+
+    `read_timeout` bounds every read, so a stalled server raises `S2TimeoutError` instead of
+    hanging a voice call. Pass `session` to share an aiohttp session; it is then not closed here.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {base_url!r} must start with http:// or https://")
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._registered: dict[str, VoiceInfo] = {}
+        self._register_lock = asyncio.Lock()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns_session:
+                raise S2Error("the aiohttp session given to S2Client is closed")
+            # Keep-alive shorter than the sidecar's, so a pooled socket is never stale.
+            connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the pooled connections (only those this client opened)."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> S2Client:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def speech(
+        self, text: str, *, voice: str = "default", **params: Any
+    ) -> AsyncIterator[bytes]:
+        """Stream `text` spoken by persona `voice` as int16 mono PCM at 44.1 kHz.
+
+        Extra keyword arguments are `SpeechRequest` fields (style, temperature, seed...).
+        Every chunk holds whole samples.
+        """
+        try:
+            request = SpeechRequest(input=text, voice=voice, stream=True, **params)
+        except ValidationError as e:
+            raise ValueError(_validation_message(e)) from None
+        body = request.model_dump(exclude_none=True)
+        url = self.base_url + SPEECH_PATH
+        try:
+            async with self._http().post(
+                url, json=body, headers=self._headers, timeout=self._timeout
+            ) as response:
+                await _raise_for_status(response)
+                rate = int(response.headers.get(HEADER_SAMPLE_RATE, SAMPLE_RATE))
+                if rate != SAMPLE_RATE:
+                    raise S2Error(f"server streams {rate} Hz; S2 audio must be {SAMPLE_RATE} Hz")
+                odd = b""
+                try:
+                    async for data in response.content.iter_any():
+                        data = odd + data
+                        cut = len(data) - len(data) % 2
+                        odd = data[cut:]
+                        if cut:
+                            yield data[:cut]
+                except BaseException:
+                    # Left early (cancel, break, error): drop the socket so generation stops.
+                    response.close()
+                    raise
+                if odd:
+                    raise S2ConnectionError("stream ended inside a sample; the server broke off")
+        except S2Error:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
+            raise S2TimeoutError(f"no audio from {url} for too long: {e}") from None
+        except aiohttp.ClientError as e:
+            raise S2ConnectionError(_connection_message(self.base_url, e)) from None
+
+    async def synthesize(self, text: str, *, voice: str = "default", **params: Any) -> bytes:
+        """The whole of `text` as PCM, for callers that don't stream."""
+        return b"".join([chunk async for chunk in self.speech(text, voice=voice, **params)])
+
+    async def health(self) -> Health:
+        """The sidecar's state; a 503 while it is starting still returns its body."""
+        data = await self._json("GET", HEALTH_PATH, ok=(200, 503))
+        return Health.model_validate(data)
+
+    async def list_voices(self) -> list[VoiceInfo]:
+        data = await self._json("GET", VOICES_PATH)
+        return VoiceList.model_validate(data).voices
+
+    async def get_voice(self, name: str) -> VoiceInfo | None:
+        """The persona called `name`, or None if the sidecar has none."""
+        try:
+            data = await self._json("GET", f"{VOICES_PATH}/{name}")
+        except S2StatusError as e:
+            if e.status == 404:
+                return None
+            raise
+        return VoiceInfo.model_validate(data)
+
+    async def delete_voice(self, name: str) -> None:
+        await self._json("DELETE", f"{VOICES_PATH}/{name}")
+
+    async def register(self, persona: Persona, *, replace: bool = False) -> VoiceInfo:
+        """Upload a persona; the sidecar validates and stores its clip and warms it up."""
+        form = aiohttp.FormData()
+        form.add_field("name", persona.name)
+        form.add_field("transcript", persona.transcript)
+        if persona.style:
+            form.add_field("style", persona.style)
+        if replace:
+            form.add_field("replace", "true")
+        form.add_field(
+            "audio", persona.clip_bytes(), filename="clip", content_type="application/octet-stream"
+        )
+        data = await self._json("POST", VOICES_PATH, data=form)
+        return VoiceInfo.model_validate(data)
+
+    async def ensure_persona(self, persona: Persona, *, replace: bool = False) -> VoiceInfo:
+        """Register `persona` unless the sidecar already holds the same content.
+
+        Uploads at most once per content hash and client, however many streams ask at once.
+        A different persona under the same name is an error unless `replace` is set.
+        """
+        digest = persona.content_hash()
+        async with self._register_lock:
+            if digest in self._registered:
+                return self._registered[digest]
+            current = await self.get_voice(persona.name)
+            if current is None or current.sha256 != digest:
+                current = await self.register(persona, replace=replace)
+            self._registered[digest] = current
+            return current
+
+    async def _json(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any
+    ) -> Any:
+        url = self.base_url + path
+        try:
+            async with self._http().request(
+                method, url, headers=self._headers, timeout=self._timeout, **kwargs
+            ) as response:
+                if response.status not in ok:
+                    await _raise_for_status(response)
+                if response.status == 204:
+                    return None
+                return await response.json(content_type=None)
+        except S2Error:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
+            raise S2TimeoutError(f"{method} {url} timed out: {e}") from None
+        except aiohttp.ClientError as e:
+            raise S2ConnectionError(_connection_message(self.base_url, e)) from None
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
+    if response.status < 400:
+        return
+    raw = await response.read()
+    request_id = response.headers.get("X-Request-Id")
+    try:
+        detail = ErrorBody.model_validate(json.loads(raw)).error
+    except (ValueError, ValidationError):
+        message = raw.decode(errors="replace").strip()[:500] or response.reason or "no detail"
+        raise S2StatusError(response.status, message, request_id=request_id) from None
+    raise S2StatusError(
+        response.status, detail.message, type=detail.type, code=detail.code, request_id=request_id
+    )
+
+
+def _connection_message(base_url: str, error: aiohttp.ClientError) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return (
+            f"cannot reach the S2 sidecar at {base_url} ({error.os_error.strerror or error}); "
+            "start it with `s2-sidecar serve` or pass the right base_url"
+        )
+    return f"connection to the S2 sidecar at {base_url} failed: {type(error).__name__}: {error}"
+
+
+def _validation_message(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors()
+    )
