@@ -54,7 +54,9 @@ def validate(text: str) -> None:
             continue
         inner = tag.raw[1:-1].strip()
         if not inner:
-            raise TagError(f"empty tag {tag.raw!r} at position {tag.start}; write a cue like [whisper]")
+            raise TagError(
+                f"empty tag {tag.raw!r} at position {tag.start}; write a cue like [whisper]"
+            )
         if len(inner) > MAX_TAG_CHARS:
             raise TagError(
                 f"tag {tag.raw[:20]!r}... at position {tag.start} is {len(inner)} characters; "
