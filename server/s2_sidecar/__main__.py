@@ -1,0 +1,3 @@
+from s2_sidecar.cli import main
+
+main()

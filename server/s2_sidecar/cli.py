@@ -1,0 +1,244 @@
+"""`s2-sidecar`: serve, manage personas, speak a line, download the model."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from s2_plugin.audio import duration_s, wav_bytes
+from s2_plugin.client import S2Client, S2Error
+from s2_plugin.personas import Persona, PersonaError, load_personas
+from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL
+from s2_sidecar.api import create_app
+from s2_sidecar.engines import ENGINES, Engine, choose
+from s2_sidecar.errors import SidecarError
+from s2_sidecar.metrics import Metrics
+from s2_sidecar.store import PersonaStore
+
+log = logging.getLogger("s2_sidecar")
+
+API_KEY_ENV = "S2_SIDECAR_API_KEY"
+MODEL = "fishaudio/s2-pro"
+
+
+def default_store() -> Path:
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "s2-sidecar" / "personas"
+
+
+class UsageError(Exception):
+    """A command line that cannot work; the message says what to change."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        code = args.run(args)
+    except (UsageError, PersonaError, SidecarError) as e:
+        print(f"s2-sidecar: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="s2-sidecar", description=__doc__)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the sidecar")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--engine", choices=ENGINES, default="auto")
+    serve.add_argument("--personas", type=Path, help="personas TOML file to register at start")
+    serve.add_argument("--store", type=Path, default=default_store(), help="persona directory")
+    serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"or ${API_KEY_ENV}")
+    g = serve.add_argument_group("sglang_omni engine")
+    g.add_argument("--model-path", default=MODEL, help="HF id or local directory")
+    g.add_argument("--sglang-command", default="sgl-omni", help="how to run SGLang-Omni")
+    g.add_argument("--sglang-port", type=int, default=0, help="loopback port; 0 picks a free one")
+    g.add_argument("--stream-stride", type=int, default=None, help="codec frames in chunk 1")
+    g.add_argument("--stream-followup-stride", type=int, default=None, help="frames per chunk")
+    g.add_argument("--sglang-args", default="", help="extra `sgl-omni serve` arguments")
+    serve.set_defaults(run=_serve)
+
+    personas = sub.add_parser("personas", help="manage the personas of a running sidecar")
+    personas.add_argument("--url", default=DEFAULT_URL)
+    personas.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+    psub = personas.add_subparsers(required=True, metavar="ACTION")
+    add = psub.add_parser("add", help="register a persona from a clip and its transcript")
+    add.add_argument("name")
+    add.add_argument("clip", type=Path)
+    add.add_argument("--transcript", required=True, help="exactly what the clip says")
+    add.add_argument("--style", help="default style tag, e.g. 'warm'")
+    add.add_argument("--replace", action="store_true", help="overwrite a different persona")
+    add.set_defaults(run=lambda a: _client_run(a, _personas_add))
+    ls = psub.add_parser("list", help="list personas")
+    ls.set_defaults(run=lambda a: _client_run(a, _personas_list))
+    rm = psub.add_parser("rm", help="delete a persona")
+    rm.add_argument("name")
+    rm.set_defaults(run=lambda a: _client_run(a, _personas_rm))
+
+    say = sub.add_parser("say", help="speak a line through a running sidecar into a WAV file")
+    say.add_argument("text")
+    say.add_argument("--persona", default="default")
+    say.add_argument("-o", "--output", type=Path, default=Path("out.wav"))
+    say.add_argument("--url", default=DEFAULT_URL)
+    say.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+    say.set_defaults(run=lambda a: _client_run(a, _say))
+
+    download = sub.add_parser("download", help=f"fetch {MODEL} from Hugging Face")
+    download.add_argument("--model", default=MODEL)
+    download.add_argument("--revision", default=None)
+    download.set_defaults(run=_download)
+    return p
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not _is_loopback(args.host) and not args.api_key:
+        raise UsageError(
+            f"refusing to listen on {args.host} without an API key: anyone who can reach it "
+            f"could use the GPU and your voices; pass --api-key or set ${API_KEY_ENV}, or "
+            "listen on 127.0.0.1"
+        )
+    metrics = Metrics()
+    store = PersonaStore(args.store)
+    store.load()
+    if args.personas:
+        for persona in load_personas(args.personas):
+            # The file is the source of truth for the names it lists.
+            store.register(
+                persona.name, persona.clip_bytes(), persona.transcript, persona.style, replace=True
+            )
+    engine = _make_engine(args, metrics)
+    app = create_app(engine, store, metrics=metrics, api_key=args.api_key)
+    asyncio.run(_run(app, args.host, args.port))
+    return 0
+
+
+def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
+    kind = choose(args.engine)
+    if kind == "preview":
+        from s2_sidecar.engines.preview import PreviewEngine
+
+        return PreviewEngine(metrics)
+    from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
+
+    launch = Launch(
+        command=shlex.split(args.sglang_command),
+        model_path=args.model_path,
+        port=args.sglang_port,
+        extra_args=shlex.split(args.sglang_args),
+    )
+    if args.stream_stride is not None:
+        launch.stream_stride = args.stream_stride
+    if args.stream_followup_stride is not None:
+        launch.stream_followup_stride = args.stream_followup_stride
+    return SGLangOmniEngine(metrics, launch)
+
+
+async def _run(app: web.Application, host: str, port: int) -> None:
+    # handler_cancellation: a client that hangs up cancels its handler, which stops the engine.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("s2-sidecar listening on http://%s:%d", host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name might resolve anywhere
+
+
+# --- client commands -----------------------------------------------------------------------
+
+
+ClientCommand = Callable[[S2Client, argparse.Namespace], Awaitable[int]]
+
+
+def _client_run(args: argparse.Namespace, command: ClientCommand) -> int:
+    async def run() -> int:
+        async with S2Client(args.url, api_key=args.api_key, read_timeout=120) as client:
+            return await command(client, args)
+
+    try:
+        return asyncio.run(run())
+    except S2Error as e:
+        print(f"s2-sidecar: {e}", file=sys.stderr)
+        return 1
+
+
+async def _personas_add(client: S2Client, args: argparse.Namespace) -> int:
+    persona = Persona(args.name, args.clip, args.transcript, args.style)
+    info = await client.register(persona, replace=args.replace)
+    print(f"{info.name}: {info.duration_s:.1f} s, sha256 {info.sha256[:12]}")
+    for warning in info.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+async def _personas_list(client: S2Client, args: argparse.Namespace) -> int:
+    for info in await client.list_voices():
+        style = f" [{info.style}]" if info.style else ""
+        print(f"{info.name}\t{info.duration_s:.1f} s{style}\t{info.transcript[:60]}")
+    return 0
+
+
+async def _personas_rm(client: S2Client, args: argparse.Namespace) -> int:
+    await client.delete_voice(args.name)
+    return 0
+
+
+async def _say(client: S2Client, args: argparse.Namespace) -> int:
+    pcm = await client.synthesize(args.text, voice=args.persona)
+    args.output.write_bytes(wav_bytes(pcm))
+    print(f"{args.output}: {duration_s(pcm):.2f} s")
+    return 0
+
+
+# --- download ------------------------------------------------------------------------------
+
+
+def _download(args: argparse.Namespace) -> int:
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as e:
+        raise UsageError("downloading needs huggingface_hub: install s2-plugin[sglang]") from e
+    try:
+        path = snapshot_download(args.model, revision=args.revision)
+    except LocalEntryNotFoundError as e:
+        raise UsageError(
+            f"cannot download {args.model}: Hugging Face is unreachable and the model is not in "
+            "the local cache; connect to the internet (or set HF_ENDPOINT to a mirror) and retry"
+        ) from e
+    print(path)
+    return 0

@@ -1,0 +1,38 @@
+"""What the API needs from an engine: text and a persona in, 44.1 kHz PCM16 chunks out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Literal, Protocol
+
+from s2_plugin.protocol import SpeechRequest
+from s2_sidecar.store import StoredPersona
+
+Status = Literal["starting", "ready", "unhealthy"]
+
+
+class Engine(Protocol):
+    name: str
+    model: str
+    preview: bool
+    """True when the voice is not S2 (the CPU preview); shown in /health and the logs."""
+    on_ready: Callable[[], None] | None
+    """Called each time the engine becomes ready (at start, after a restart) to warm personas."""
+
+    def health(self) -> tuple[Status, str | None]:
+        """The engine's state and, when not ready, why."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def generate(
+        self, text: str, persona: StoredPersona | None, request: SpeechRequest
+    ) -> AsyncIterator[bytes]:
+        """Stream int16 mono PCM at 44.1 kHz for `text` (tags included) in `persona`'s voice.
+
+        Closing the iterator, or cancelling the task awaiting it, stops the work at once.
+        Raises `SidecarError` for requests the engine refuses.
+        """
+        ...

@@ -1,0 +1,53 @@
+"""Errors that become JSON responses: `{"error": {"message", "type", "code"}}`.
+
+The message always says what the caller should change (4xx) or that it should retry (5xx).
+"""
+
+from __future__ import annotations
+
+
+class SidecarError(Exception):
+    status = 500
+    type = "server_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class BadRequest(SidecarError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(SidecarError):
+    status = 401
+    type = "authentication_error"
+
+
+class NotFound(SidecarError):
+    status = 404
+    type = "not_found_error"
+
+
+class Conflict(SidecarError):
+    status = 409
+    type = "conflict_error"
+
+
+class TooLarge(SidecarError):
+    status = 413
+    type = "invalid_request_error"
+
+
+class UnsupportedMedia(SidecarError):
+    status = 415
+    type = "invalid_request_error"
+
+
+class Unavailable(SidecarError):
+    """The engine cannot serve right now (starting, restarting, overloaded): retry later."""
+
+    status = 503
+    type = "engine_unavailable"

@@ -1,0 +1,182 @@
+"""The persona store: canonical clips and their metadata on disk, loaded into memory at start.
+
+Layout of the store directory:
+
+    <name>.json              transcript, style, hash, duration, warnings; the commit point
+    <name>.<hash16>.wav      the canonical 44.1 kHz mono int16 clip
+
+Every file is written atomically (temp file, fsync, rename, fsync the directory). A persona
+exists once its JSON exists; the clip it names is always written first, so a crash at any
+point leaves either the old persona or the new one. Clips no JSON names, and temp files, are
+leftovers of such a crash and are removed at load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from s2_plugin.personas import Persona, PersonaError, content_hash
+from s2_plugin.protocol import VoiceInfo
+from s2_plugin.tags import TagError
+from s2_sidecar import clips
+from s2_sidecar.errors import BadRequest, Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+_TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class StoredPersona:
+    """A registered persona: what `/v1/audio/voices` reports, plus the canonical clip."""
+
+    info: VoiceInfo
+    wav: bytes
+    """The canonical clip as a WAV file: the exact bytes sent as S2's reference every time."""
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+
+class PersonaStore:
+    """Personas on disk under `root`, mirrored in memory; thread-safe."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._personas: dict[str, StoredPersona] = {}
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Read every persona from disk and clear what an interrupted write left behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        loaded: dict[str, StoredPersona] = {}
+        for meta in sorted(self.root.glob("*.json")):
+            try:
+                info = VoiceInfo.model_validate_json(meta.read_bytes())
+                wav = self._clip_path(info).read_bytes()
+            except (OSError, ValueError) as e:
+                log.error("skipping persona %s: %s", meta.name, e)
+                continue
+            loaded[info.name] = StoredPersona(info, wav)
+        keep = {self._clip_path(p.info).name for p in loaded.values()}
+        for path in self.root.iterdir():
+            if path.name.startswith(_TMP_PREFIX) or (
+                path.suffix == ".wav" and path.name not in keep
+            ):
+                log.warning("removing %s, left over from an interrupted write", path.name)
+                path.unlink(missing_ok=True)
+        with self._lock:
+            self._personas = loaded
+        log.info("persona store %s: %d personas", self.root, len(loaded))
+
+    def list(self) -> list[VoiceInfo]:
+        with self._lock:
+            return [p.info for p in sorted(self._personas.values(), key=lambda p: p.name)]
+
+    def get(self, name: str) -> StoredPersona:
+        with self._lock:
+            persona = self._personas.get(name)
+        if persona is None:
+            raise NotFound(
+                f"no persona named {name!r}; register it with POST /v1/audio/voices first",
+                "unknown_voice",
+            )
+        return persona
+
+    def find(self, name: str) -> StoredPersona | None:
+        with self._lock:
+            return self._personas.get(name)
+
+    def register(
+        self,
+        name: str,
+        audio: bytes,
+        transcript: str,
+        style: str | None = None,
+        *,
+        replace: bool = False,
+    ) -> tuple[StoredPersona, bool]:
+        """Validate and store a persona; return it and whether anything changed.
+
+        Idempotent: the same name with the same content returns the stored persona untouched.
+        The same name with other content is a `Conflict` unless `replace` is set.
+        """
+        _check_fields(name, audio, transcript, style)
+        transcript = transcript.strip()
+        style = style or None
+        digest = content_hash(audio, transcript, style)
+        existing = self.find(name)
+        if existing is not None and existing.info.sha256 == digest:
+            return existing, False
+        if existing is not None and not replace:
+            raise Conflict(
+                f"persona {name!r} exists with a different clip, transcript or style; "
+                "send replace=true to overwrite it, or pick another name",
+                "voice_exists",
+            )
+        clip = clips.prepare(audio)
+        info = VoiceInfo(
+            name=name,
+            transcript=transcript,
+            style=style,
+            sha256=digest,
+            duration_s=round(clip.duration_s, 3),
+            warnings=clip.warnings,
+        )
+        persona = StoredPersona(info, clip.wav())
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._write(self._clip_path(info), persona.wav)
+            self._write(self.root / f"{name}.json", info.model_dump_json(indent=2).encode())
+            previous = self._personas.get(name)
+            self._personas[name] = persona
+        if previous is not None and previous.info.sha256 != digest:
+            self._clip_path(previous.info).unlink(missing_ok=True)
+        return persona, True
+
+    def delete(self, name: str) -> None:
+        persona = self.get(name)
+        with self._lock:
+            (self.root / f"{name}.json").unlink(missing_ok=True)
+            _fsync_dir(self.root)
+            self._clip_path(persona.info).unlink(missing_ok=True)
+            self._personas.pop(name, None)
+
+    def _clip_path(self, info: VoiceInfo) -> Path:
+        return self.root / f"{info.name}.{info.sha256[:16]}.wav"
+
+    def _write(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.root)
+
+
+def _check_fields(name: str, audio: bytes, transcript: str, style: str | None) -> None:
+    # The core's Persona holds the rules a client checks before uploading; apply the same ones.
+    try:
+        Persona(name=name, clip=audio, transcript=transcript, style=style).clip_bytes()
+    except (PersonaError, TagError) as e:
+        raise BadRequest(str(e), "invalid_persona") from e
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real sidecar, as a process, for every test that needs one.
+
+- `sidecar` (session): one preview-engine sidecar with the test persona `joe` registered from
+  `examples/personas/personas.toml`. Use `sidecar.url`, `sidecar.persona`, `sidecar.metrics()`
+  (see support/metrics.py), `sidecar.health()`, `sidecar.log()`. Don't restart or delete `joe`
+  on it: other tests share it.
+- `make_sidecar` (function): starts private sidecars for tests that restart, stop or
+  reconfigure one: `make_sidecar(engine="preview", personas=None, api_key=None, args=())`.
+  Each gets its own store in the test's tmp_path and is stopped when the test ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.sidecar import PERSONAS_TOML, SidecarProcess
+
+
+@pytest.fixture(scope="session")
+def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    root = tmp_path_factory.mktemp("sidecar")
+    with SidecarProcess(root / "store", personas=PERSONAS_TOML) as process:
+        yield process
+
+
+@pytest.fixture
+def make_sidecar(tmp_path: Path) -> Iterator[Callable[..., SidecarProcess]]:
+    started: list[SidecarProcess] = []
+
+    def make(*, start: bool = True, store: Path | None = None, **kwargs: Any) -> SidecarProcess:
+        process = SidecarProcess(store or tmp_path / f"store{len(started)}", **kwargs)
+        started.append(process)
+        return process.start() if start else process
+
+    yield make
+    for process in started:
+        process.stop()

@@ -1,0 +1,355 @@
+"""The sidecar as a real process (preview engine), driven over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+import soundfile as sf
+from support.sidecar import PERSONAS_TOML, SidecarProcess
+from support.speech import transcribe, wer
+
+from s2_plugin.audio import float_to_pcm16, samples, wav_bytes
+from s2_plugin.client import S2Client, S2StatusError
+from s2_plugin.personas import MAX_CLIP_BYTES, Persona, content_hash, load_personas
+from s2_plugin.protocol import MAX_INPUT_CHARS, SAMPLE_RATE
+
+SENTENCE = (
+    "Your order has shipped and should arrive on Friday. "
+    "Please call me back tomorrow morning at nine."
+)
+
+MAX_WER = 0.5
+"""PocketSphinx on the preview voice, this text, 20 runs (Piper samples noise, so runs differ):
+WER mean 0.12, worst 0.35. The same audio reversed, a stand-in for a broken stream, scores
+1.06. 0.5 sits between: it never fails a healthy sidecar we measured, and a stream with the
+wrong rate, lost or doubled chunks or garbled samples cannot pass it. (A 9-word sentence alone
+was too noisy: one bad run in 20 scored 0.875, so the test text has two sentences.)"""
+
+LONG_TEXT = (
+    "Hello. "
+    + "This second sentence is deliberately long, so that the engine is still busy with it when "
+    "the client hangs up, which lets the test see whether the work really stops at once, "
+    "rather than running on to the end of a sentence that nobody is going to hear anyway, "
+    "however long the speaker goes on about it."
+)
+
+
+def tone(seconds: float, rate: int = 22050, level: float = 0.3) -> bytes:
+    """A WAV of a warbling tone (speech-like on/off envelope), `seconds` long."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = level * np.sin(2 * np.pi * 220 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    return wav_bytes(float_to_pcm16(x), rate)
+
+
+async def post_speech(url: str, **kwargs: object) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url + "/v1/audio/speech", **kwargs) as r,  # type: ignore[arg-type]
+    ):
+        return r.status, await r.json()
+
+
+async def upload(url: str, fields: dict[str, object], headers: dict[str, str] | None = None):
+    form = aiohttp.FormData(default_to_multipart=True)
+    for key, value in fields.items():
+        if isinstance(value, bytes):
+            form.add_field(key, value, filename="clip.wav", content_type="audio/wav")
+        else:
+            form.add_field(key, str(value))
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url + "/v1/audio/voices", data=form, headers=headers) as r,
+    ):
+        return r.status, await r.json()
+
+
+def store_files(sidecar: SidecarProcess) -> set[str]:
+    return {p.name for p in sidecar.store.iterdir()}
+
+
+# --- health, metrics ----------------------------------------------------------------------
+
+
+def test_health_announces_the_preview(sidecar: SidecarProcess) -> None:
+    status, body = sidecar.health()
+    assert status == 200
+    assert body["status"] == "ready"
+    assert body["engine"] == "preview"
+    assert body["preview"] is True
+    assert body["personas"] >= 1
+    assert "not S2" in str(body["detail"])
+
+
+# --- speech -------------------------------------------------------------------------------
+
+
+async def test_streams_pcm_at_44k_with_headers_and_recognisable_words(
+    sidecar: SidecarProcess,
+) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(sidecar.url + "/v1/audio/speech", json={"input": SENTENCE, "voice": "joe"}) as r,
+    ):
+        assert r.status == 200
+        assert r.headers["X-Sample-Rate"] == "44100"
+        assert r.headers["Content-Type"] == "audio/pcm"
+        assert len(r.headers["X-Request-Id"]) >= 16
+        pcm = await r.read()
+    seconds = len(samples(pcm)) / SAMPLE_RATE
+    assert 3.0 < seconds < 10.0, seconds  # 17 words: about 6 s spoken
+    heard = transcribe(pcm, SAMPLE_RATE)
+    assert wer(SENTENCE, heard) <= MAX_WER, heard
+
+
+async def test_client_streams_in_chunks_and_tags_are_not_spoken(sidecar: SidecarProcess) -> None:
+    async with S2Client(sidecar.url) as client:
+        chunks = [c async for c in client.speech("[laugh] " + SENTENCE, voice=sidecar.persona)]
+    assert len(chunks) > 1
+    heard = transcribe(b"".join(chunks), SAMPLE_RATE)
+    assert "laugh" not in heard
+    assert wer(SENTENCE, heard) <= MAX_WER, heard
+
+
+async def test_wav_when_not_streaming(sidecar: SidecarProcess) -> None:
+    body = {"input": SENTENCE, "stream": False, "response_format": "wav"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(sidecar.url + "/v1/audio/speech", json=body) as r,
+    ):
+        assert r.status == 200
+        assert r.content_type == "audio/wav"
+        x, rate = sf.read(io.BytesIO(await r.read()), dtype="int16")
+    assert rate == SAMPLE_RATE and x.ndim == 1
+    assert wer(SENTENCE, transcribe(x.tobytes(), rate)) <= MAX_WER
+
+
+async def test_disconnect_stops_engine_work_within_100ms(sidecar: SidecarProcess) -> None:
+    async with aiohttp.ClientSession() as s:
+
+        async def metric(name: str) -> float:
+            async with s.get(sidecar.url + "/metrics") as r:
+                return _value(await r.text(), name)
+
+        async def wait_for(name: str, done: object, limit: float) -> float:
+            start = time.perf_counter()
+            while not done(await metric(name)):  # type: ignore[operator]
+                assert time.perf_counter() - start < limit, f"{name} stuck"
+            return time.perf_counter() - start
+
+        await wait_for("s2_engine_busy", lambda v: v == 0, 30)  # start-up warm-ups done
+        cancelled = await metric("s2_streams_cancelled_total")
+        response = await s.post(sidecar.url + "/v1/audio/speech", json={"input": LONG_TEXT})
+        await response.content.readany()  # "Hello." has arrived; the long sentence is underway
+        await wait_for("s2_engine_busy", lambda v: v >= 1, 5)
+        response.close()  # hang up
+        stopped_after = await wait_for("s2_engine_busy", lambda v: v == 0, 5)
+        assert stopped_after <= 0.100
+        assert await metric("s2_streams_cancelled_total") == cancelled + 1
+        await wait_for("s2_active_streams", lambda v: v == 0, 1)
+
+
+def _value(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise KeyError(name)
+
+
+# --- personas -----------------------------------------------------------------------------
+
+
+async def test_lists_the_test_persona_with_the_hash_of_its_upload(sidecar: SidecarProcess) -> None:
+    (persona,) = load_personas(PERSONAS_TOML)
+    async with S2Client(sidecar.url) as client:
+        voices = {v.name: v for v in await client.list_voices()}
+        info = await client.get_voice("joe")
+    assert info == voices["joe"]
+    assert info.sha256 == persona.content_hash()
+    assert info.transcript == persona.transcript
+    assert 12 < info.duration_s < 16 and info.warnings == []
+
+
+async def test_registration_is_idempotent_and_conflicts_need_replace(
+    sidecar: SidecarProcess,
+) -> None:
+    clip = tone(12)
+    persona = Persona("tone-idem", clip, "A warbling tone.")
+    async with S2Client(sidecar.url) as client:
+        first = await client.register(persona)
+        status, again = await upload(
+            sidecar.url, {"name": "tone-idem", "audio": clip, "transcript": "A warbling tone."}
+        )
+        assert status == 200 and again["sha256"] == first.sha256
+        other = Persona("tone-idem", clip, "Another transcript.")
+        with pytest.raises(S2StatusError) as e:
+            await client.register(other)
+        assert e.value.status == 409 and "replace" in e.value.message
+        replaced = await client.register(other, replace=True)
+        assert replaced.sha256 == content_hash(clip, "Another transcript.", None)
+        await client.delete_voice("tone-idem")
+        assert await client.get_voice("tone-idem") is None
+    assert not any(name.startswith("tone-idem") for name in store_files(sidecar))
+
+
+async def test_persona_warm_up_runs_after_registration(sidecar: SidecarProcess) -> None:
+    before = sidecar.metrics().value("s2_warmups_total", outcome="ok")
+    async with S2Client(sidecar.url) as client:
+        await client.register(Persona("tone-warm", tone(11), "A tone."))
+        try:
+            for _ in range(100):
+                if sidecar.metrics().value("s2_warmups_total", outcome="ok") > before:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("no warm-up after registration")
+        finally:
+            await client.delete_voice("tone-warm")
+
+
+async def test_personas_persist_across_restart(make_sidecar) -> None:  # type: ignore[no-untyped-def]
+    process: SidecarProcess = make_sidecar()
+    async with S2Client(process.url) as client:
+        registered = await client.register(Persona("kept", tone(12), "A tone kept on disk."))
+    process.restart()
+    async with S2Client(process.url) as client:
+        assert await client.get_voice("kept") == registered
+        pcm = await client.synthesize(SENTENCE, voice="kept")
+    assert len(pcm) > SAMPLE_RATE
+
+
+# --- bad input: a 4xx with a JSON error saying what to change, nothing stored --------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "says"),
+    [
+        ({"input": ""}, 400, "invalid_request", "empty"),
+        ({}, 400, "invalid_request", "input"),
+        ({"input": "[laugh] [sigh]"}, 400, "invalid_request", "only tags"),
+        ({"input": "a" * (MAX_INPUT_CHARS + 1)}, 400, "invalid_request", "split"),
+        ({"input": "Hello [whisper there"}, 400, "invalid_request", "never closed"),
+        ({"input": "Hello", "voice": "nobody"}, 404, "unknown_voice", "register"),
+        ({"input": "Hello", "stream": True, "response_format": "wav"}, 400, None, "pcm"),
+        ({"input": "Hello", "colour": "blue"}, 400, "invalid_request", "colour"),
+    ],
+)
+async def test_bad_speech_requests(
+    sidecar: SidecarProcess, body: dict[str, object], status: int, code: str | None, says: str
+) -> None:
+    got, error = await post_speech(sidecar.url, json=body)
+    assert got == status
+    assert says in error["error"]["message"]  # type: ignore[index]
+    if code:
+        assert error["error"]["code"] == code  # type: ignore[index]
+
+
+async def test_malformed_json(sidecar: SidecarProcess) -> None:
+    status, error = await post_speech(
+        sidecar.url, data=b'{"input": "Hello",', headers={"Content-Type": "application/json"}
+    )
+    assert status == 400 and error["error"]["code"] == "malformed_json"  # type: ignore[index]
+
+
+async def test_wrong_content_type(sidecar: SidecarProcess) -> None:
+    status, error = await post_speech(sidecar.url, data=b"input=Hello")
+    assert status == 415 and "application/json" in error["error"]["message"]  # type: ignore[index]
+
+
+def _silent() -> bytes:
+    return wav_bytes(bytes(2 * 22050 * 12), 22050)
+
+
+def _truncated() -> bytes:
+    whole = tone(12)
+    return whole[: len(whole) // 2]
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code"),
+    [
+        ({"name": "../evil", "audio": tone(12), "transcript": "x"}, 400, "invalid_persona"),
+        ({"name": "a/b", "audio": tone(12), "transcript": "x"}, 400, "invalid_persona"),
+        (
+            {"name": "text", "audio": b"this is not audio" * 100, "transcript": "x"},
+            400,
+            "audio_undecodable",
+        ),
+        ({"name": "cut", "audio": _truncated(), "transcript": "x"}, 400, "audio_truncated"),
+        ({"name": "short", "audio": tone(1), "transcript": "x"}, 400, "audio_too_short"),
+        ({"name": "long", "audio": tone(300, rate=8000), "transcript": "x"}, 400, "audio_too_long"),
+        ({"name": "silent", "audio": _silent(), "transcript": "x"}, 400, "audio_silent"),
+        ({"name": "loud", "audio": tone(12, level=4.0), "transcript": "x"}, 400, "audio_clipped"),
+        ({"name": "notext", "audio": tone(12)}, 400, "invalid_persona"),
+        ({"name": "blank", "audio": tone(12), "transcript": "   "}, 400, "invalid_persona"),
+        ({"name": "noaudio", "transcript": "x"}, 400, "missing_audio"),
+        (
+            {"name": "huge", "audio": bytes(MAX_CLIP_BYTES + 1), "transcript": "x"},
+            413,
+            "audio_too_large",
+        ),
+        (
+            {"name": "huger", "audio": bytes(MAX_CLIP_BYTES * 2), "transcript": "x"},
+            413,
+            "body_too_large",
+        ),
+        (
+            {"name": "badstyle", "audio": tone(12), "transcript": "x", "style": "a]b"},
+            400,
+            "invalid_persona",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+async def test_bad_uploads_store_nothing(
+    sidecar: SidecarProcess, fields: dict[str, object], status: int, code: str
+) -> None:
+    files_before = store_files(sidecar)
+    async with S2Client(sidecar.url) as client:
+        voices_before = await client.list_voices()
+        got, error = await upload(sidecar.url, fields)
+        assert (got, error["error"]["code"]) == (status, code), error
+        assert error["error"]["message"]
+        assert await client.list_voices() == voices_before
+    assert store_files(sidecar) == files_before
+
+
+async def test_upload_needs_multipart(sidecar: SidecarProcess) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(sidecar.url + "/v1/audio/voices", json={"name": "x"}) as r,
+    ):
+        assert r.status == 415
+        assert "multipart/form-data" in (await r.json())["error"]["message"]
+
+
+async def test_errors_are_counted(sidecar: SidecarProcess) -> None:
+    before = sidecar.metrics().value("s2_errors_total", code="unknown_voice")
+    await post_speech(sidecar.url, json={"input": "Hi", "voice": "nobody"})
+    assert sidecar.metrics().value("s2_errors_total", code="unknown_voice") == before + 1
+
+
+async def test_api_key_required_and_checked(make_sidecar, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    process: SidecarProcess = make_sidecar(api_key="s3cret")
+    body = {"input": "Hello"}
+    status, error = await post_speech(process.url, json=body)
+    assert (status, error["error"]["code"]) == (401, "missing_api_key")  # type: ignore[index]
+    status, error = await post_speech(
+        process.url, json=body, headers={"Authorization": "Bearer wrong"}
+    )
+    assert (status, error["error"]["code"]) == (401, "bad_api_key")  # type: ignore[index]
+    got, error = await upload(
+        process.url,
+        {"name": "x", "audio": tone(12), "transcript": "x"},
+        headers={"Authorization": "Bearer wrong"},
+    )
+    assert got == 401
+    assert not list(process.store.glob("x*"))
+    assert process.health()[0] == 200  # health stays open for probes
+    async with S2Client(process.url, api_key="s3cret") as client:
+        assert len(await client.synthesize("Hello.")) > 0
