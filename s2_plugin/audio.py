@@ -10,7 +10,7 @@ import io
 import wave
 
 import numpy as np
-import soxr
+import soxr  # type: ignore[import-untyped]
 
 from s2_plugin.protocol import SAMPLE_RATE
 
@@ -33,10 +33,15 @@ __all__ = [
 
 SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
-# soxr's very-high quality holds back ~94 ms when going down to 8 kHz; high quality halves that
-# with a passband still far above what a phone line carries. Upward and mild ratios keep VHQ.
-_QUALITY_BELOW_24K = "HQ"
-_QUALITY_DEFAULT = "VHQ"
+# soxr quality. HQ and VHQ share the passband (-0.01 dB at 0.46 x the output rate) and both
+# reject aliases far below int16's noise floor (-98 dBFS): measured from 44.1 kHz, HQ <= -135 dB
+# and VHQ <= -155 dB. VHQ's longer filter holds more audio back, which adds to time to first
+# audio. Mean ms held in the stream, 44.1 kHz in 20 ms chunks (bench/bench_resample.py):
+#   out kHz   8     16    22.05  24    32    48    (48 -> 44.1)
+#   HQ        47.1  23.3  23.2   21.7  11.7  11.7  10.7
+#   VHQ       93.8  46.6  23.2   21.5  23.3  11.7  21.5
+# VHQ never holds less and buys nothing int16 can carry, so HQ at every rate.
+_QUALITY = "HQ"
 
 
 class AudioError(ValueError):
@@ -75,8 +80,10 @@ def duration_s(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> float:
     return len(pcm) / 2 / sample_rate
 
 
-def _quality(out_rate: int) -> str:
-    return _QUALITY_BELOW_24K if out_rate < 24000 else _QUALITY_DEFAULT
+def _check_in_rate(rate: int) -> int:
+    if rate <= 0:
+        raise AudioError(f"input sample rate must be a positive number of Hz, got {rate}")
+    return rate
 
 
 def _expected_len(n_in: int, in_rate: int, out_rate: int) -> int:
@@ -89,14 +96,30 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([x, np.zeros(n - len(x), dtype=x.dtype)])
 
 
+# soxr runs in float32 and we round to int16 ourselves: its int16 output is dithered with a
+# random seed, so the same input gave outputs up to 2 LSB apart from run to run and chunking to
+# chunking. In float32 the stream is deterministic and equals the one-shot `soxr.resample`
+# sample for sample, whatever the chunking. int16 -> float32 by 1/32768 is exact.
+def _to_float(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) * np.float32(1 / 32768)
+
+
+def _to_pcm16(y: np.ndarray) -> bytes:
+    return np.rint(np.clip(y * np.float32(32768), -32768, 32767)).astype("<i2").tobytes()
+
+
 def resample(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
-    """One-shot resampling of a whole clip; output length is `round(n * out / in)`."""
+    """One-shot resampling of a whole clip; output length is `round(n * out / in)`.
+
+    Equals a `StreamResampler` run over the same samples, however they are chunked.
+    """
+    _check_in_rate(in_rate)
     check_rate(out_rate)
     x = samples(pcm)
     if in_rate == out_rate or not len(x):
         return x.tobytes()
-    y = soxr.resample(x, in_rate, out_rate, quality=_quality(out_rate))
-    return _fit(y, _expected_len(len(x), in_rate, out_rate)).astype("<i2").tobytes()
+    y = soxr.resample(_to_float(x), in_rate, out_rate, quality=_QUALITY)
+    return _to_pcm16(_fit(y, _expected_len(len(x), in_rate, out_rate)))
 
 
 class StreamResampler:
@@ -108,10 +131,17 @@ class StreamResampler:
     """
 
     def __init__(self, in_rate: int, out_rate: int, quality: str | None = None) -> None:
-        self.in_rate = in_rate
+        self.in_rate = _check_in_rate(in_rate)
         self.out_rate = check_rate(out_rate)
-        self.quality = quality or _quality(out_rate)
-        self._stream: soxr.ResampleStream | None = None
+        self.quality = quality or _QUALITY
+        # One stream for the resampler's life: `clear()` returns it to its initial state (its
+        # output after a clear equals a new stream's), and a new one would redo the filter
+        # design, 40-120 us, on every segment's first chunk.
+        self._stream = (
+            None
+            if self.passthrough
+            else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=self.quality)
+        )
         self._n_in = 0
         self._n_out = 0
         self._odd = b""
@@ -121,39 +151,44 @@ class StreamResampler:
         return self.in_rate == self.out_rate
 
     def process(self, pcm: bytes) -> bytes:
-        """Resample one chunk; a trailing odd byte is kept for the next chunk."""
+        """Resample one chunk; a trailing odd byte is kept for the next chunk.
+
+        soxr never runs ahead of `round(n_in * out / in)` (tested at every supported rate pair
+        and chunking), so nothing here is trimmed: only `flush()` evens the count.
+        """
         pcm = self._odd + pcm
         cut = len(pcm) - len(pcm) % 2
         self._odd = pcm[cut:]
         x = samples(pcm[:cut])
         self._n_in += len(x)
-        if self.passthrough:
+        if self._stream is None:
             self._n_out += len(x)
             return x.tobytes()
-        if self._stream is None:
-            self._stream = soxr.ResampleStream(
-                self.in_rate, self.out_rate, 1, dtype="int16", quality=self.quality
-            )
-        y = self._stream.resample_chunk(x)
-        y = y[: max(0, _expected_len(self._n_in, self.in_rate, self.out_rate) - self._n_out)]
+        y = self._stream.resample_chunk(_to_float(x))
         self._n_out += len(y)
-        return y.astype("<i2").tobytes()
+        return _to_pcm16(y)
 
     def flush(self) -> bytes:
-        """End the segment: return the held tail so the segment has its exact length."""
-        if self._odd:
-            raise AudioError("segment ended inside a sample (odd number of PCM bytes)")
-        tail = np.zeros(0, dtype=np.int16)
-        if self._stream is not None:
-            tail = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+        """End the segment: return the held tail so the segment has its exact length.
+
+        soxr's own total is `round(n_in * out / in)` except that it may round an exact half
+        down (e.g. 24 kHz -> 44.1 kHz, 120 samples in, 220.5 out); one zero sample evens that.
+        """
+        odd = self._odd
+        tail = np.zeros(0, dtype=np.float32)
+        if self._stream is not None and not odd:
+            tail = self._stream.resample_chunk(tail, last=True)
         missing = _expected_len(self._n_in, self.in_rate, self.out_rate) - self._n_out
-        out = _fit(tail, max(0, missing)).astype("<i2").tobytes()
         self.reset()
-        return out
+        if odd:
+            # The segment is over either way; its state must not leak into the next one.
+            raise AudioError("segment ended inside a sample (odd number of PCM bytes)")
+        return _to_pcm16(_fit(tail, max(0, missing)))
 
     def reset(self) -> None:
         """Forget all state (after a cancel): the next chunk starts a fresh segment."""
-        self._stream = None
+        if self._stream is not None:
+            self._stream.clear()
         self._n_in = self._n_out = 0
         self._odd = b""
 
@@ -164,9 +199,8 @@ class Framer:
     def __init__(self, sample_rate: int, frame_ms: int = 20) -> None:
         if frame_ms <= 0:
             raise AudioError(f"frame_ms must be positive, got {frame_ms}")
-        self.frame_bytes = sample_rate * frame_ms // 1000 * 2
-        if not self.frame_bytes:
-            raise AudioError(f"{frame_ms} ms at {sample_rate} Hz is less than one sample")
+        # At 8 kHz and up, 1 ms is 8 samples: a frame is never empty.
+        self.frame_bytes = check_rate(sample_rate) * frame_ms // 1000 * 2
         self._buf = bytearray()
 
     def push(self, pcm: bytes) -> list[bytes]:
@@ -210,11 +244,12 @@ _ULAW_DECODE = _ulaw_table()
 def ulaw_encode(pcm: bytes) -> bytes:
     """PCM16 to G.711 mu-law bytes (one byte per sample), bit-exact with the reference coder."""
     x = samples(pcm).astype(np.int32) >> 2  # the reference coder works on 14 bits
-    sign = np.where(x < 0, 0x80, 0x00)
+    sign = (x < 0).astype(np.int32) << 7
     mag = np.minimum(np.abs(x), _CLIP >> 2) + (_BIAS >> 2)
     exponent = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 5, 0, 7)
     mantissa = (mag >> (exponent + 1)) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0xFF).astype(np.uint8).tobytes()
+    code: np.ndarray = (sign | (exponent << 4) | mantissa) ^ 0xFF
+    return code.astype(np.uint8).tobytes()
 
 
 def ulaw_decode(data: bytes) -> bytes:
