@@ -107,16 +107,26 @@ def load_personas(path: Path) -> list[Persona]:
     if not isinstance(entries, list) or not entries:
         raise PersonaError(f"{path} has no [[persona]] tables")
     personas = []
-    for i, entry in enumerate(entries):
-        try:
-            personas.append(
-                Persona(
-                    name=entry["name"],
-                    clip=path.parent / entry["clip"],
-                    transcript=entry["transcript"],
-                    style=entry.get("style"),
-                )
+    for i, entry in enumerate(entries, 1):
+        where = f"{path}: persona #{i}"
+        # TOML lets any value through; a wrong type must fail here with a message, not as a
+        # TypeError deep inside validation.
+        if not isinstance(entry, dict):
+            raise PersonaError(
+                f"{where} is not a table; write a [[persona]] table with name, clip, transcript"
             )
-        except KeyError as e:
-            raise PersonaError(f"{path}: persona #{i + 1} lacks {e.args[0]!r}") from e
+        for key in ("name", "clip", "transcript"):
+            if key not in entry:
+                raise PersonaError(f"{where} lacks {key!r}")
+        for key in ("name", "clip", "transcript", "style"):
+            if key in entry and not isinstance(entry[key], str):
+                raise PersonaError(f"{where}: {key} must be a string, got {entry[key]!r}")
+        personas.append(
+            Persona(
+                name=entry["name"],
+                clip=path.parent / entry["clip"],
+                transcript=entry["transcript"],
+                style=entry.get("style"),
+            )
+        )
     return personas

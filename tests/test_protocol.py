@@ -1,0 +1,148 @@
+"""s2_plugin.protocol: request validation and wire compatibility with SGLang-Omni 0.1.9."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sglang_omni.config.schema import MAX_SPEECH_INPUT_CHARS
+from sglang_omni.serve.protocol import CreateSpeechRequest
+
+from s2_plugin.protocol import MAX_INPUT_CHARS, ErrorBody, Health, SpeechRequest
+
+
+def wire(req: SpeechRequest) -> dict[str, Any]:
+    """What the client sends a bare SGLang-Omni server: our JSON without our own `style`."""
+    payload = req.model_dump(mode="json", exclude_none=True)
+    payload.pop("style", None)
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "input is empty; send the text to speak"),
+        ("  \n\t ", "input is empty; send the text to speak"),
+        ("[whisper] [laugh]", "input holds only tags; add words"),
+        ("[whisper] <|speaker:1|> ...", "input holds only tags; add words"),
+        ("x" * (MAX_INPUT_CHARS + 1), "input is 4097 characters; split it into requests of"),
+        ("[whisper hello", r"never closed; add '\]'"),
+        ("hello] there", r"closes no tag; remove it or add the '\['"),
+        ("[] hello", r"empty tag '\[\]' at position 0; write a cue like \[whisper\]"),
+        (f"[{'x' * 65}] hello", "keep cues under 64"),
+        ("hello\x00", "control character"),
+        ("<|speaker:x|> hello", r"write it as <\|speaker:N\|>"),
+    ],
+)
+def test_bad_input_says_what_to_change(text: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        SpeechRequest(input=text)
+
+
+def test_input_at_the_limit_is_accepted() -> None:
+    assert len(SpeechRequest(input="x" * MAX_INPUT_CHARS).input) == MAX_INPUT_CHARS
+
+
+def test_our_limit_is_sglang_omnis() -> None:
+    assert MAX_INPUT_CHARS == MAX_SPEECH_INPUT_CHARS
+
+
+@pytest.mark.parametrize("top_k", [-1, 1, 30])
+def test_top_k_accepted(top_k: int) -> None:
+    assert SpeechRequest(input="hi", top_k=top_k).top_k == top_k
+
+
+@pytest.mark.parametrize("top_k", [-2, 0, 31])
+def test_top_k_rejected(top_k: int) -> None:
+    with pytest.raises(ValidationError, match="top_k must be -1 or between 1 and 30"):
+        SpeechRequest(input="hi", top_k=top_k)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", -0.1),
+        ("temperature", 2.5),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("repetition_penalty", 0.0),
+        ("max_new_tokens", 0),
+        ("max_new_tokens", 2049),
+    ],
+)
+def test_sampling_ranges(field: str, value: float) -> None:
+    with pytest.raises(ValidationError, match=field):
+        SpeechRequest.model_validate({"input": "hi", field: value})
+
+
+def test_streaming_wav_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="stream=true requires response_format='pcm'"):
+        SpeechRequest(input="hi", stream=True, response_format="wav")
+    assert SpeechRequest(input="hi", stream=False, response_format="wav").response_format == "wav"
+
+
+@pytest.mark.parametrize("field", ["voices", "speed", "ref_audio"])
+def test_extra_fields_are_rejected(field: str) -> None:
+    """A typo, or an SGLang-Omni field this protocol does not carry, fails loudly."""
+    with pytest.raises(ValidationError, match=rf"{field}\n  Extra inputs are not permitted"):
+        SpeechRequest.model_validate({"input": "hi", field: "x"})
+
+
+FULL = SpeechRequest(
+    input="[whisper] Hello <|speaker:1|> there.",
+    voice="ava",
+    model="s2-pro",
+    style="warm",
+    temperature=0.7,
+    top_p=0.9,
+    top_k=30,
+    repetition_penalty=1.1,
+    seed=7,
+    max_new_tokens=512,
+)
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        FULL,
+        SpeechRequest(input="Hi."),
+        SpeechRequest(input="Hi.", stream=False, response_format="wav", top_k=-1),
+    ],
+)
+def test_sglang_omni_accepts_our_request(req: SpeechRequest) -> None:
+    payload = wire(req)
+    # SGLang-Omni ignores unknown fields, so check that every one of ours is a field there,
+    # or it would be dropped without a word.
+    assert set(payload) <= set(CreateSpeechRequest.model_fields)
+    theirs = CreateSpeechRequest.model_validate_json(json.dumps(payload))
+    assert {k: getattr(theirs, k) for k in payload} == payload
+
+
+def test_stream_and_format_are_always_sent() -> None:
+    """SGLang-Omni defaults to stream=false and WAV; ours are the opposite, so they must be
+    on the wire even when left at their defaults."""
+    theirs = CreateSpeechRequest.model_validate(wire(SpeechRequest(input="Hi.")))
+    assert (theirs.stream, theirs.response_format) == (True, "pcm")
+
+
+def test_style_stays_off_the_sglang_wire() -> None:
+    assert "style" not in wire(FULL)
+    assert FULL.model_dump(exclude_none=True)["style"] == "warm"
+
+
+def test_error_body_shape() -> None:
+    body = ErrorBody.model_validate(
+        {"error": {"message": "voice 'x' is not registered", "type": "invalid_request_error"}}
+    )
+    assert body.error.code is None
+    assert body.model_dump()["error"]["message"] == "voice 'x' is not registered"
+
+
+def test_health_rejects_unknown_status() -> None:
+    with pytest.raises(ValidationError, match="status"):
+        Health.model_validate(
+            {"status": "ok", "engine": "preview", "model": "m", "preview": True, "personas": 0}
+        )
