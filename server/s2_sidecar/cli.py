@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--stream-stride", type=int, default=None, help="codec frames in chunk 1")
     g.add_argument("--stream-followup-stride", type=int, default=None, help="frames per chunk")
     g.add_argument("--sglang-args", default="", help="extra `sgl-omni serve` arguments")
+    g.add_argument("--sglang-read-timeout", type=float, default=30.0, help="stall limit, s")
+    g.add_argument("--sglang-backoff", type=float, default=1.0, help="first restart delay, s")
     serve.set_defaults(run=_serve)
 
     personas = sub.add_parser("personas", help="manage the personas of a running sidecar")
@@ -144,6 +146,8 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
         model_path=args.model_path,
         port=args.sglang_port,
         extra_args=shlex.split(args.sglang_args),
+        read_timeout=args.sglang_read_timeout,
+        backoff=(args.sglang_backoff, 60.0),
     )
     if args.stream_stride is not None:
         launch.stream_stride = args.stream_stride
