@@ -1,0 +1,337 @@
+"""LiveKit TTS for Fish Audio S2-Pro personas served by a local `s2-sidecar`.
+
+Text goes through the core's `SpeechStream`: the tag-aware segmenter cuts it (LiveKit's sentence
+tokenizers split `[tags]`), the next segment's request is open while the current one plays, and
+audio comes back in order, resampled once from 44.1 kHz to the declared rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import aiohttp
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectionError,
+    APIConnectOptions,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    tts,
+    utils,
+)
+from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
+from livekit.agents.utils import is_given
+
+from s2_plugin.audio import check_rate
+from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2StatusError, S2TimeoutError
+from s2_plugin.personas import Persona
+from s2_plugin.protocol import DEFAULT_URL
+from s2_plugin.stream import AudioChunk, SpeechOptions, SpeechStream
+
+from .log import logger
+from .models import TTSSampleRate
+
+NUM_CHANNELS = 1
+
+
+@dataclass
+class _TTSOptions:
+    persona: str | Persona
+    speech: SpeechOptions
+    sample_rate: int
+
+
+class TTS(tts.TTS):
+    def __init__(
+        self,
+        *,
+        persona: str | Persona = "default",
+        style: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        max_new_tokens: int | None = None,
+        sample_rate: TTSSampleRate = 24000,
+        base_url: str = DEFAULT_URL,
+        api_key: str | None = None,
+        http_session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        """S2-Pro speech from an `s2-sidecar` (`s2-sidecar serve`).
+
+        Args:
+            persona: A persona registered on the sidecar, by name, or a `Persona` (reference
+                clip + transcript), registered on first use or by `prewarm()`.
+            style: Style tag for every request, e.g. "warm"; overrides the persona's default
+                style, "" turns it off.
+            temperature, top_p, top_k, repetition_penalty, seed, max_new_tokens: S2 sampling.
+            sample_rate: The rate of the frames this TTS emits. S2 speaks at 44.1 kHz; the
+                plugin resamples once, per segment. 24 kHz is what `AgentSession` plays in a
+                room (and in console mode), so nothing downstream resamples again.
+            base_url: The sidecar, by default on loopback.
+            api_key: The sidecar's API key, if it was started with one.
+            http_session: An aiohttp session to share; one is opened otherwise.
+        """
+        super().__init__(
+            capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=True),
+            sample_rate=check_rate(sample_rate),
+            num_channels=NUM_CHANNELS,
+        )
+        self._opts = _TTSOptions(
+            persona=persona,
+            speech=SpeechOptions(
+                voice=_voice(persona),
+                style=style,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                repetition_penalty=repetition_penalty,
+                seed=seed,
+                max_new_tokens=max_new_tokens,
+            ),
+            sample_rate=sample_rate,
+        )
+        self._base_url = base_url
+        self._api_key = api_key
+        self._session = http_session
+        self._owns_session = http_session is None
+        self._clients: dict[float, S2Client] = {}
+        self._registration: asyncio.Task[None] | None = None
+        self._prewarm_task: asyncio.Task[None] | None = None
+        self._streams = weakref.WeakSet[SynthesizeStream]()
+
+    @property
+    def model(self) -> str:
+        return "s2-pro"
+
+    @property
+    def provider(self) -> str:
+        return "s2-sidecar"
+
+    def update_options(
+        self,
+        *,
+        persona: NotGivenOr[str | Persona] = NOT_GIVEN,
+        style: NotGivenOr[str | None] = NOT_GIVEN,
+        temperature: NotGivenOr[float | None] = NOT_GIVEN,
+        top_p: NotGivenOr[float | None] = NOT_GIVEN,
+        top_k: NotGivenOr[int | None] = NOT_GIVEN,
+        repetition_penalty: NotGivenOr[float | None] = NOT_GIVEN,
+        seed: NotGivenOr[int | None] = NOT_GIVEN,
+        max_new_tokens: NotGivenOr[int | None] = NOT_GIVEN,
+    ) -> None:
+        """Change the voice or sampling; replies started after this call use it."""
+        changes = {
+            k: v
+            for k, v in {
+                "style": style,
+                "temperature": temperature,
+                "top_p": top_p,
+                "top_k": top_k,
+                "repetition_penalty": repetition_penalty,
+                "seed": seed,
+                "max_new_tokens": max_new_tokens,
+            }.items()
+            if is_given(v)
+        }
+        if is_given(persona):
+            self._opts.persona = persona
+            changes["voice"] = _voice(persona)
+            self._registration = None
+        self._opts.speech = replace(self._opts.speech, **changes)
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> ChunkedStream:
+        return ChunkedStream(tts=self, input_text=text, conn_options=conn_options)
+
+    def stream(
+        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> SynthesizeStream:
+        stream = SynthesizeStream(tts=self, conn_options=conn_options)
+        self._streams.add(stream)
+        return stream
+
+    def prewarm(self) -> None:
+        """Open a connection to the sidecar and register (and so warm) the persona."""
+        if self._prewarm_task is None:
+            self._prewarm_task = asyncio.create_task(self._prewarm())
+
+    async def _prewarm(self) -> None:
+        try:
+            health = await self._client().health()
+            if health.preview:
+                logger.warning("the sidecar runs the preview engine (%s), not S2", health.model)
+            await self._ensure_persona()
+        except S2Error as e:
+            logger.warning("prewarm failed, the first reply will retry: %s", e)
+
+    async def aclose(self) -> None:
+        for stream in list(self._streams):
+            await stream.aclose()
+        self._streams.clear()
+        for task in (self._prewarm_task, self._registration):
+            if task is not None:
+                await utils.aio.cancel_and_wait(task)
+        self._clients.clear()
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self, timeout: float = DEFAULT_API_CONNECT_OPTIONS.timeout) -> S2Client:
+        """The client whose connects and reads time out after `timeout` (conn_options)."""
+        if timeout not in self._clients:
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            self._clients[timeout] = S2Client(
+                self._base_url,
+                api_key=self._api_key,
+                session=self._session,
+                connect_timeout=timeout,
+                read_timeout=timeout,
+            )
+        return self._clients[timeout]
+
+    async def _ensure_persona(self) -> None:
+        """Register a `Persona` once (the sidecar warms it up); a name needs nothing."""
+        persona = self._opts.persona
+        if isinstance(persona, str):
+            return
+        task = self._registration
+        if task is None or (task.done() and (task.cancelled() or task.exception())):
+            task = self._registration = asyncio.create_task(self._register(persona))
+        await asyncio.shield(task)
+
+    async def _register(self, persona: Persona) -> None:
+        info = await self._client().ensure_persona(persona)
+        for warning in info.warnings:
+            logger.warning("persona %r: %s", persona.name, warning)
+
+
+class ChunkedStream(tts.ChunkedStream):
+    """One text, spoken whole (segmented and pipelined like a stream)."""
+
+    def __init__(self, *, tts: TTS, input_text: str, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
+        self._tts: TTS = tts
+        self._opts = replace(tts._opts)
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=utils.shortuuid(),
+            sample_rate=self._opts.sample_rate,
+            num_channels=NUM_CHANNELS,
+            mime_type="audio/pcm",
+        )
+        with _api_errors():
+            await self._tts._ensure_persona()
+            speech = _speech_stream(self._tts, self._opts, self._conn_options)
+            speech.push_text(self._input_text)
+            speech.end_input()
+            await _emit(speech, output_emitter)
+        # No flush(): the base class ends the segment with the held-back tail as the final
+        # frame, where a flush would add a 10 ms silent marker after the speech.
+
+
+class SynthesizeStream(tts.SynthesizeStream):
+    """One reply: LLM tokens in, audio out while the LLM is still writing."""
+
+    def __init__(self, *, tts: TTS, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts=tts, conn_options=conn_options)
+        self._tts: TTS = tts
+        self._opts = replace(tts._opts)
+
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        request_id = utils.shortuuid()
+        output_emitter.initialize(
+            request_id=request_id,
+            sample_rate=self._opts.sample_rate,
+            num_channels=NUM_CHANNELS,
+            mime_type="audio/pcm",
+            stream=True,
+        )
+        output_emitter.start_segment(segment_id=request_id)
+
+        with _api_errors():
+            await self._tts._ensure_persona()
+            speech = _speech_stream(self._tts, self._opts, self._conn_options)
+
+            async def _send_text() -> None:
+                async for data in self._input_ch:
+                    # One segment per stream: the base class ignores text after a flush.
+                    if isinstance(data, self._FlushSentinel):
+                        break
+                    speech.push_text(data)
+                    if speech.segments:
+                        self._mark_started()
+                speech.end_input()
+                if speech.segments:
+                    self._mark_started()
+
+            tasks = [
+                asyncio.create_task(_send_text()),
+                asyncio.create_task(_emit(speech, output_emitter)),
+            ]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                await utils.aio.cancel_and_wait(*tasks)
+                await speech.aclose()
+        output_emitter.end_segment()
+
+
+def _voice(persona: str | Persona) -> str:
+    return persona if isinstance(persona, str) else persona.name
+
+
+def _speech_stream(tts: TTS, opts: _TTSOptions, conn_options: APIConnectOptions) -> SpeechStream:
+    return SpeechStream(
+        tts._client(conn_options.timeout), opts.speech, sample_rate=opts.sample_rate
+    )
+
+
+async def _emit(speech: SpeechStream, output_emitter: tts.AudioEmitter) -> None:
+    """Push the reply's audio, and each segment's words (tags stripped) with its time span."""
+    spoken = 0
+    async for event in speech:
+        if isinstance(event, AudioChunk):
+            output_emitter.push(event.pcm)
+            continue
+        start = spoken / speech.sample_rate
+        spoken += event.samples
+        output_emitter.push_timed_transcript(
+            TimedString(
+                (" " if event.index else "") + event.transcript,
+                start_time=start,
+                end_time=spoken / speech.sample_rate,
+            )
+        )
+
+
+@contextlib.contextmanager
+def _api_errors() -> Iterator[None]:
+    """Raise the sidecar's errors as LiveKit's, so the base classes retry what is retryable."""
+    try:
+        yield
+    except S2StatusError as e:
+        raise APIStatusError(
+            e.message,
+            status_code=e.status,
+            request_id=e.request_id,
+            body={"type": e.type, "code": e.code},
+            retryable=e.retryable,
+        ) from None
+    except S2TimeoutError as e:
+        raise APITimeoutError(str(e)) from None
+    except S2ConnectionError as e:
+        raise APIConnectionError(str(e)) from None
+    except S2Error as e:
+        raise APIError(str(e), retryable=e.retryable) from None
+    except ValueError as e:  # text the sidecar cannot take: a broken tag, too long
+        raise APIError(str(e), retryable=False) from None

@@ -1,0 +1,388 @@
+"""`livekit.plugins.s2` in real LiveKit Agents sessions against the real sidecar (preview engine).
+
+No LiveKit server: an `AgentSession` with no room plays into a capturing `AudioOutput`. The
+sidecar's own counters say how much audio it sent and how many streams its clients cancelled;
+pocketsphinx says whether the words survived. The in-process fault server stands in only for
+faults the real sidecar cannot be made to show (a stall, a 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+import pytest_asyncio
+from livekit import rtc
+from livekit.agents import (
+    Agent,
+    AgentSession,
+    APIConnectionError,
+    APIConnectOptions,
+    APIStatusError,
+    APITimeoutError,
+    Plugin,
+    llm,
+    tts,
+)
+from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
+from livekit.agents.voice import io
+from livekit.plugins import s2
+from support.pcm_server import pcm_server
+from support.sidecar import ROOT, SidecarProcess, free_port
+from support.speech import transcribe, wer
+
+from s2_plugin.audio import SUPPORTED_RATES
+from s2_plugin.personas import load_personas
+from s2_plugin.segment import Segmenter
+from s2_plugin.tags import strip_tags
+
+RATE = 24000
+SPEECH = "/v1/audio/speech"
+NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
+
+
+class CaptureAudioOutput(io.AudioOutput):
+    """An audio sink that keeps every frame and "plays" it the moment it is flushed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            label="capture",
+            capabilities=io.AudioOutputCapabilities(pause=False),
+            sample_rate=RATE,
+        )
+        self.frames: list[rtc.AudioFrame] = []
+        self.first_frame = asyncio.Event()
+        self._pushed = 0.0
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        if not self._pushed:
+            self.on_playback_started(created_at=time.time())
+        self._pushed += frame.duration
+        self.frames.append(frame)
+        self.first_frame.set()
+
+    def flush(self) -> None:
+        super().flush()
+        self._finish(interrupted=False)
+
+    def clear_buffer(self) -> None:
+        self._finish(interrupted=True)
+
+    def _finish(self, *, interrupted: bool) -> None:
+        if self._pushed:
+            self.on_playback_finished(playback_position=self._pushed, interrupted=interrupted)
+            self._pushed = 0.0
+
+    def pcm(self) -> bytes:
+        assert {(f.sample_rate, f.num_channels) for f in self.frames} == {(RATE, 1)}
+        return b"".join(bytes(f.data) for f in self.frames)
+
+
+class ScriptedLLM(llm.LLM):
+    """Streams a fixed reply in small chunks at `tokens_per_s`, whatever it is asked."""
+
+    def __init__(self, reply: str, *, tokens_per_s: float = 100.0) -> None:
+        super().__init__()
+        self.reply = reply
+        self.tokens_per_s = tokens_per_s
+
+    def chat(self, *, chat_ctx: llm.ChatContext, **kwargs: Any) -> llm.LLMStream:
+        return _ScriptedStream(self, chat_ctx=chat_ctx, tools=[], conn_options=NO_RETRY)
+
+
+class _ScriptedStream(llm.LLMStream):
+    async def _run(self) -> None:
+        assert isinstance(self._llm, ScriptedLLM)
+        for token in _tokens(self._llm.reply):
+            await asyncio.sleep(1 / self._llm.tokens_per_s)
+            delta = llm.ChoiceDelta(role="assistant", content=token)
+            self._event_ch.send_nowait(llm.ChatChunk(id="scripted", delta=delta))
+
+
+def _tokens(text: str) -> list[str]:
+    """LLM-like fragments: words with their leading space, tags cut in two."""
+    out: list[str] = []
+    for word in text.split(" "):
+        piece = f" {word}" if out else word
+        cut = len(piece) // 2 if "[" in piece else len(piece)
+        out += [piece[:cut], piece[cut:]] if cut < len(piece) else [piece]
+    return out
+
+
+def _speech_requests(sidecar: SidecarProcess) -> float:
+    return sidecar.metrics().value("s2_requests_total", route=SPEECH)
+
+
+def _audio_seconds(sidecar: SidecarProcess) -> float:
+    return sidecar.metrics()["s2_audio_seconds_total"]
+
+
+def _segments(text: str) -> list[str]:
+    segmenter = Segmenter()
+    return segmenter.push(text) + segmenter.flush()
+
+
+async def _settled(sidecar: SidecarProcess) -> None:
+    """Wait until the sidecar has no stream open (its counters are final)."""
+    for _ in range(200):
+        if sidecar.metrics()["s2_active_streams"] == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the sidecar still has streams open")
+
+
+def _assert_speaks(pcm: bytes, text: str, seconds_sent: float) -> None:
+    duration = len(pcm) / 2 / RATE
+    # Resampled once, flushed per segment: within a sample per segment of what the sidecar sent.
+    assert abs(duration - seconds_sent) < 0.005, (duration, seconds_sent)
+    heard = transcribe(pcm, RATE)
+    assert wer(strip_tags(text), heard) <= 0.4, heard
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def session_for(sidecar: SidecarProcess) -> AsyncIterator[Any]:
+    sessions: list[tuple[AgentSession, s2.TTS]] = []
+
+    async def make(
+        reply_llm: llm.LLM | None = None, **tts_kwargs: Any
+    ) -> tuple[AgentSession, CaptureAudioOutput]:
+        voice = s2.TTS(**{"persona": sidecar.persona, "base_url": sidecar.url, **tts_kwargs})
+        session = AgentSession(tts=voice, llm=reply_llm, use_tts_aligned_transcript=True)
+        output = CaptureAudioOutput()
+        session.output.audio = output
+        await session.start(Agent(instructions="Answer briefly."))
+        sessions.append((session, voice))
+        return session, output
+
+    yield make
+    for session, voice in sessions:
+        await session.aclose()
+        await voice.aclose()
+
+
+def _assistant_text(session: AgentSession) -> str:
+    messages = [m for m in session.history.messages() if m.role == "assistant"]
+    return messages[-1].text_content or ""
+
+
+async def test_say_speaks_the_words_for_as_long_as_the_sidecar_spoke(
+    sidecar: SidecarProcess, session_for: Any
+) -> None:
+    text = "Good morning, and welcome to the clinic. [calm] Your appointment is at ten."
+    session, output = await session_for()
+    sent_before = _audio_seconds(sidecar)
+    requests_before = _speech_requests(sidecar)
+
+    await session.say(text)
+    await _settled(sidecar)
+
+    _assert_speaks(output.pcm(), text, _audio_seconds(sidecar) - sent_before)
+    assert _speech_requests(sidecar) - requests_before == len(_segments(text))
+    # The transcript and the chat context hold the words, not the tags.
+    assert _assistant_text(session) == strip_tags(text)
+
+
+async def test_streamed_reply_with_tags_is_spoken_in_segments(
+    sidecar: SidecarProcess, session_for: Any
+) -> None:
+    reply = (
+        "[cheerful] Sure, I can help with that. Your order left the warehouse this morning, "
+        "[whisper] and it should arrive tomorrow. Anything else?"
+    )
+    session, output = await session_for(ScriptedLLM(reply))
+    sent_before = _audio_seconds(sidecar)
+    requests_before = _speech_requests(sidecar)
+
+    await session.generate_reply(user_input="Where is my order?")
+    await _settled(sidecar)
+
+    _assert_speaks(output.pcm(), reply, _audio_seconds(sidecar) - sent_before)
+    segments = _segments(reply)
+    assert len(segments) > 1
+    assert _speech_requests(sidecar) - requests_before == len(segments)
+    spans = [t for f in output.frames for t in f.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
+    assert [str(t).strip() for t in spans] == [strip_tags(s) for s in segments]
+    assert _assistant_text(session) == strip_tags(reply)
+
+
+async def test_interruption_cancels_the_sidecar_request(
+    sidecar: SidecarProcess, session_for: Any
+) -> None:
+    text = " ".join(
+        f"This is sentence number {n} of a long answer that nobody will hear to the end, "
+        "because the caller talks over it and the agent must stop at once."
+        for n in range(1, 9)
+    )
+    session, output = await session_for()
+    before = sidecar.metrics()
+
+    handle = session.say(text)
+    await asyncio.wait_for(output.first_frame.wait(), 30)
+    handle.interrupt()
+    await handle
+    await _settled(sidecar)
+
+    after = sidecar.metrics()
+    assert handle.interrupted
+    assert after["s2_streams_cancelled_total"] > before["s2_streams_cancelled_total"]
+    requested = after.value("s2_requests_total", route=SPEECH) - before.value(
+        "s2_requests_total", route=SPEECH
+    )
+    assert requested < len(_segments(text))
+
+
+async def test_chunked_stream_follows_livekit_conventions(sidecar: SidecarProcess) -> None:
+    text = "The quick brown fox jumps over the lazy dog. [sigh] Then it goes home."
+    async with s2.TTS(persona=sidecar.persona, base_url=sidecar.url) as voice:
+        metrics: list[Any] = []
+        voice.on("metrics_collected", metrics.append)
+        sent_before = _audio_seconds(sidecar)
+        events = [ev async for ev in voice.synthesize(text)]
+        await _settled(sidecar)
+
+    _assert_frames(events, voice)
+    pcm = b"".join(bytes(ev.frame.data) for ev in events)
+    _assert_speaks(pcm, text, _audio_seconds(sidecar) - sent_before)
+    assert len(metrics) == 1
+
+
+async def test_stream_follows_livekit_conventions(sidecar: SidecarProcess) -> None:
+    text = "Hello there, how are you doing today? [laugh] I hope the weather is kind to you."
+    async with s2.TTS(persona=sidecar.persona, base_url=sidecar.url, sample_rate=16000) as voice:
+        metrics: list[Any] = []
+        voice.on("metrics_collected", metrics.append)
+        stream = voice.stream()
+        for token in _tokens(text):
+            stream.push_text(token)
+        stream.end_input()
+        events = [ev async for ev in stream]
+
+    _assert_frames(events, voice)
+    assert voice.sample_rate == 16000
+    assert len({ev.segment_id for ev in events}) == 1
+    assert len(metrics) == 1
+    spans = [t for ev in events for t in ev.frame.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
+    assert "".join(spans) == strip_tags(text)
+    assert spans[0].start_time == 0
+    assert all(a.end_time == b.start_time for a, b in itertools.pairwise(spans))
+    assert spans[-1].end_time == pytest.approx(sum(ev.frame.duration for ev in events))
+
+
+def _assert_frames(events: list[tts.SynthesizedAudio], voice: s2.TTS) -> None:
+    assert events
+    assert {(ev.frame.sample_rate, ev.frame.num_channels) for ev in events} == {
+        (voice.sample_rate, 1)
+    }
+    assert [ev.is_final for ev in events] == [False] * (len(events) - 1) + [True]
+    assert len({ev.request_id for ev in events}) == 1
+    assert all(ev.frame.duration < 0.25 for ev in events[:-1])
+
+
+async def test_prewarm_registers_a_persona_once(sidecar: SidecarProcess) -> None:
+    joe = load_personas(ROOT / "examples" / "personas" / "personas.toml")[0]
+    persona = type(joe)(name="lk-prewarm", clip=joe.clip, transcript=joe.transcript)
+    warmups_before = sidecar.metrics()["s2_warmups_total"]
+    async with s2.TTS(persona=persona, base_url=sidecar.url) as voice:
+        voice.prewarm()
+        frames = [await voice.synthesize(f"Reply number {n}.").collect() for n in (1, 2)]
+    assert all(f.duration > 0 for f in frames)
+    assert sidecar.metrics()["s2_warmups_total"] - warmups_before == 1
+
+
+async def test_update_options_changes_the_persona(sidecar: SidecarProcess) -> None:
+    async with s2.TTS(persona="nobody", base_url=sidecar.url) as voice:
+        with pytest.raises(APIStatusError) as caught:
+            await voice.synthesize("Hello.", conn_options=NO_RETRY).collect()
+        assert caught.value.status_code == 404
+        voice.update_options(persona=sidecar.persona, style="calm")
+        assert (await voice.synthesize("Hello.", conn_options=NO_RETRY).collect()).duration > 0
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def _errors(voice: s2.TTS) -> list[tts.TTSError]:
+    errors: list[tts.TTSError] = []
+    voice.on("error", errors.append)
+    return errors
+
+
+async def _speak(voice: s2.TTS, conn_options: APIConnectOptions, *, streamed: bool) -> None:
+    if not streamed:
+        await voice.synthesize("Hello there, friend.", conn_options=conn_options).collect()
+        return
+    async with voice.stream(conn_options=conn_options) as stream:
+        stream.push_text("Hello there, friend.")
+        stream.end_input()
+        async for _ in stream:
+            pass
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_sidecar_down_is_a_connection_error_retried(streamed: bool) -> None:
+    options = APIConnectOptions(max_retry=2, retry_interval=0.0, timeout=2.0)
+    async with s2.TTS(base_url=f"http://127.0.0.1:{free_port()}") as voice:
+        errors = _errors(voice)
+        with pytest.raises(APIConnectionError) as caught:
+            await _speak(voice, options, streamed=streamed)
+    assert not isinstance(caught.value, APITimeoutError)
+    assert "cannot reach the S2 sidecar" in str(caught.value)
+    assert [e.recoverable for e in errors] == [True, True, False]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_client_error_is_not_retried(sidecar: SidecarProcess, streamed: bool) -> None:
+    options = APIConnectOptions(max_retry=3, retry_interval=0.0)
+    async with s2.TTS(persona="nobody", base_url=sidecar.url) as voice:
+        errors = _errors(voice)
+        with pytest.raises(APIStatusError) as caught:
+            await _speak(voice, options, streamed=streamed)
+    assert caught.value.status_code == 404
+    assert not caught.value.retryable
+    assert "nobody" in caught.value.message
+    assert [e.recoverable for e in errors] == [False]
+
+
+async def test_unavailable_sidecar_is_retried() -> None:
+    options = APIConnectOptions(max_retry=1, retry_interval=0.0)
+    async with pcm_server() as server, s2.TTS(persona="error503", base_url=server.url) as voice:
+        errors = _errors(voice)
+        with pytest.raises(APIStatusError) as caught:
+            await _speak(voice, options, streamed=True)
+    assert caught.value.status_code == 503
+    assert caught.value.retryable
+    assert [e.recoverable for e in errors] == [True, False]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_stalled_sidecar_times_out(streamed: bool) -> None:
+    # The stall comes after the first audio chunk: a stream, which has already played it,
+    # must not start over; a ChunkedStream (whole-text, not yet played) retries.
+    options = APIConnectOptions(max_retry=1, retry_interval=0.0, timeout=0.5)
+    async with pcm_server() as server, s2.TTS(persona="stall", base_url=server.url) as voice:
+        errors = _errors(voice)
+        with pytest.raises(APITimeoutError):
+            await _speak(voice, options, streamed=streamed)
+        assert server.disconnects == len(errors)
+    assert [e.recoverable for e in errors] == ([False] if streamed else [True, False])
+
+
+# --- packaging ------------------------------------------------------------------------------
+
+
+def test_plugin_is_a_namespace_package_beside_livekit_agents() -> None:
+    import livekit.plugins
+
+    assert getattr(livekit.plugins, "__file__", None) is None  # PEP 420: no __init__.py
+    assert not (ROOT / "adapters" / "livekit" / "__init__.py").exists()
+    assert not (ROOT / "adapters" / "livekit" / "plugins" / "__init__.py").exists()
+    assert Path(s2.__file__).parent == ROOT / "adapters" / "livekit" / "plugins" / "s2"
+    assert any(p.title == "livekit.plugins.s2" for p in Plugin.registered_plugins)
+    assert get_args(s2.TTSSampleRate) == SUPPORTED_RATES
+    assert s2.TTS().capabilities == tts.TTSCapabilities(streaming=True, aligned_transcript=True)
