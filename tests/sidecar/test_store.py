@@ -1,0 +1,76 @@
+"""The persona store: atomic writes, idempotence, recovery from an interrupted write."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from s2_sidecar.errors import Conflict, NotFound
+from s2_sidecar.store import PersonaStore
+
+from s2_plugin.audio import float_to_pcm16, wav_bytes
+
+from .test_clips import speechlike
+
+CLIP = wav_bytes(float_to_pcm16(speechlike(12, 22050)), 22050)
+
+
+def test_register_persist_reload(tmp_path: Path) -> None:
+    store = PersonaStore(tmp_path)
+    store.load()
+    persona, changed = store.register("ava", CLIP, " Hello there. ", "warm")
+    assert changed and persona.info.transcript == "Hello there."
+    again = PersonaStore(tmp_path)
+    again.load()
+    assert again.get("ava") == persona
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "ava.json",
+        f"ava.{persona.info.sha256[:16]}.wav",
+    }
+
+
+def test_same_content_is_a_no_op_and_other_content_needs_replace(tmp_path: Path) -> None:
+    store = PersonaStore(tmp_path)
+    first, _ = store.register("ava", CLIP, "Hello.")
+    assert store.register("ava", CLIP, "Hello.") == (first, False)
+    with pytest.raises(Conflict):
+        store.register("ava", CLIP, "Goodbye.")
+    second, changed = store.register("ava", CLIP, "Goodbye.", replace=True)
+    assert changed and second.info.sha256 != first.info.sha256
+    assert len(list(tmp_path.glob("ava.*.wav"))) == 1  # the old clip is gone
+
+
+def test_a_crash_mid_replace_keeps_the_old_persona(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PersonaStore(tmp_path)
+    old, _ = store.register("ava", CLIP, "Hello.")
+    real_replace = os.replace
+
+    def crash_on_metadata(src: str, dst: Path) -> None:
+        if str(dst).endswith(".json"):
+            raise OSError("power cut")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_metadata)
+    with pytest.raises(OSError):
+        store.register("ava", CLIP, "Goodbye.", replace=True)
+    monkeypatch.undo()
+    (tmp_path / ".tmp-halfwritten").write_bytes(b"partial")
+    reloaded = PersonaStore(tmp_path)
+    reloaded.load()
+    assert reloaded.get("ava") == old
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "ava.json",
+        f"ava.{old.info.sha256[:16]}.wav",
+    }
+
+
+def test_delete(tmp_path: Path) -> None:
+    store = PersonaStore(tmp_path)
+    store.register("ava", CLIP, "Hello.")
+    store.delete("ava")
+    with pytest.raises(NotFound):
+        store.get("ava")
+    assert list(tmp_path.iterdir()) == []
