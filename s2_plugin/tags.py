@@ -60,7 +60,7 @@ def validate(text: str) -> None:
         if len(inner) > MAX_TAG_CHARS:
             raise TagError(
                 f"tag {tag.raw[:20]!r}... at position {tag.start} is {len(inner)} characters; "
-                f"keep cues under {MAX_TAG_CHARS}"
+                f"keep cues to {MAX_TAG_CHARS} characters or fewer"
             )
     leftover = _TAG_RE.sub("", text)
     if "<|" in leftover or "|>" in leftover:

@@ -1,0 +1,301 @@
+"""Streaming, tag-aware segmenter: LLM text fragments in, one S2 request text per segment out.
+
+`push` each fragment as it arrives, `flush` at the end of a reply, `reset` on interruption.
+The first segment of a reply leaves at the first clause boundary with enough words, so audio
+starts early; later ones leave at sentence ends, bounded in length. Tags are never cut, and a
+segment always has words to say.
+
+A boundary is decided at the first word after it, not at the whitespace before that word
+(as Pipecat's aggregator does): only then is it known whether a tag after the boundary opens
+the next sentence or is a tag-only tail that must stay with this one, and whether a lowercase
+word ("he said. and") continues the sentence. LLM tokenizers attach the space to the next
+word (" World"), so this rarely costs a fragment.
+
+The decisions depend on the text alone, never on how it was cut into fragments: pushing a
+reply token by token gives the same segments as pushing it in one piece.
+"""
+
+from __future__ import annotations
+
+from s2_plugin.tags import MAX_TAG_CHARS
+
+_SENTENCE_MARKS = frozenset(".!?…。！？")  # noqa: RUF001
+_CJK_SENTENCE_MARKS = frozenset("。！？")  # noqa: RUF001
+_CLAUSE_MARKS = frozenset(",;:—–，；：")  # noqa: RUF001
+# Closing quotes and brackets stay with the mark before them: 'He said "Go."'
+_CLOSERS = frozenset("\"'”’)»」』）】")  # noqa: RUF001
+_RUN = _SENTENCE_MARKS | _CLAUSE_MARKS | _CLOSERS
+# These end a clause by themselves. After the others only whitespace or a tag proves a boundary,
+# because "3.14", "1,000", "10:30" and "example.com" run straight on.
+_SPACELESS_MARKS = frozenset("。！？，；：—")  # noqa: RUF001
+# Never followed by a sentence end: titles and Latin abbreviations ("Dr. Smith", "vs. Jones").
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "mx", "dr", "prof", "sr", "jr", "st", "mt", "rev", "hon", "gen", "col"}
+    | {"lt", "capt", "sgt", "gov", "sen", "rep", "pres", "fr", "vs", "cf", "al", "approx", "ca"}
+)
+# Followed by a number they are no sentence end ("No. 5"); followed by a word they may be.
+_NUMBER_ABBREVIATIONS = frozenset(
+    {"no", "nos", "vol", "vols", "fig", "figs", "pp", "ch", "sec", "art", "op", "pt", "nr"}
+)
+# A segment must hold a full-length tag plus a few words.
+_MIN_MAX_CHARS = MAX_TAG_CHARS + 16
+
+
+def _is_cjk(ch: str) -> bool:
+    # Kana and Han ideographs: each counts as a word and may start a forced split.
+    o = ord(ch)
+    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF
+
+
+def _tag_end(buf: str, i: int, final: bool) -> int | None:
+    """End of the tag that opens at `buf[i]` (`[` or `<`); -1 if it is none; None if unknown yet.
+
+    Like `tags.validate`, a tag is at most MAX_TAG_CHARS inside and has no line break, so a
+    stray `[` holds text back for at most that many characters.
+    """
+    n = len(buf)
+    if buf[i] == "[":
+        close, start, banned = "]", i + 1, "[\n"
+    else:
+        if i + 1 == n:
+            return -1 if final else None
+        if buf[i + 1] != "|":
+            return -1
+        close, start, banned = "|>", i + 2, "\n"
+    stop = start + MAX_TAG_CHARS + len(close)
+    window = buf[start:stop]
+    k = window.find(close)
+    inner = window if k < 0 else window[:k]
+    if any(b in inner for b in banned):
+        return -1
+    if k >= 0:
+        return start + k + len(close)
+    return -1 if final or stop <= n else None
+
+
+def _no_sentence_end(buf: str, i: int) -> bool:
+    """True when the single '.' at `buf[i]` ends an abbreviation, an initial or a list number."""
+    k = i
+    while k > 0 and i - k < 24 and (buf[k - 1].isalnum() or buf[k - 1] == "."):
+        k -= 1
+    word = buf[k:i]
+    if not word:
+        return False
+    if "." in word:  # U.S., e.g., a.m., Ph.D.
+        return all(0 < len(p) <= 2 and p.isalpha() for p in word.split("."))
+    if word.isdigit():  # "1. Buy milk" at the start of a line
+        return k == 0 or buf[k - 1] == "\n"
+    if len(word) == 1:  # initials: "J. R. R. Tolkien"; but "so do I. Then"
+        return word.isalpha() and word != "I"
+    return word.lower() in _ABBREVIATIONS
+
+
+class Segmenter:
+    """Cuts one reply's streamed text into segments for S2, one request each."""
+
+    def __init__(
+        self,
+        *,
+        first_min_words: int = 4,
+        # Later segments are synthesized while earlier audio plays, so waiting costs no latency;
+        # merging one- and two-word sentences ("Sure.") into the next gives S2 enough text for
+        # natural prosody and saves a request.
+        min_words: int = 3,
+        # Ordinary sentences stay whole (LLM sentences rarely pass 200 characters); a run-on one
+        # is cut before the audio of the previous segment runs out: at 50 tokens/s the LLM writes
+        # about 200 characters per second, speech plays about 15.
+        max_chars: int = 300,
+    ) -> None:
+        for name, value, least in (
+            ("first_min_words", first_min_words, 1),
+            ("min_words", min_words, 1),
+            ("max_chars", max_chars, _MIN_MAX_CHARS),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+        self._first_min_words = first_min_words
+        self._min_words = min_words
+        self._max_chars = max_chars
+        self.reset()
+
+    def reset(self) -> None:
+        """Drop all pending text (an interruption); the next text starts a new reply."""
+        self._buf = ""
+        self._pos = 0  # next character of _buf to scan
+        self._first = True  # no segment of this reply has left yet
+        self._new_segment()
+
+    def _new_segment(self) -> None:
+        self._words = 0  # words in _buf[:_pos], tags excluded
+        self._in_word = False
+        self._lead: int | None = None  # index of the segment's first non-space character
+        self._last_clause: int | None = None  # latest boundary that did not qualify
+        self._last_space: int | None = None  # latest whitespace (or CJK start) after a word
+        self._overflow = False  # over max_chars with no place to cut: cut at the next one
+        self._split: int | None = None  # decided end of the segment, waiting for the next word
+        self._cancel_on_lower = False  # a lowercase next word means the sentence goes on
+        self._cancel_on_digit = False  # "No. 5": a number next means it was an abbreviation
+
+    def push(self, fragment: str) -> list[str]:
+        """Add one fragment; return the segments it completes, at once."""
+        if not isinstance(fragment, str):
+            raise ValueError(f"push takes text (str), got {type(fragment).__name__}")
+        if not fragment:
+            return []
+        self._buf += fragment
+        return self._scan(final=False)
+
+    def flush(self) -> list[str]:
+        """End the reply: return the remaining segments (possibly none) and start afresh.
+
+        A tail without words (tags, punctuation) joins the segment before it; a reply without
+        any words yields nothing.
+        """
+        out = self._scan(final=True)
+        if self._words:
+            out.append(self._buf.strip())
+        self.reset()
+        return out
+
+    def _scan(self, final: bool) -> list[str]:
+        out: list[str] = []
+        buf = self._buf
+        i = self._pos
+        while i < len(buf):
+            c = buf[i]
+            if self._split is not None:
+                # After a boundary: whitespace, tags and punctuation wait for the next word.
+                if c.isalnum():
+                    if (self._cancel_on_lower and c.islower()) or (
+                        self._cancel_on_digit and c.isdigit()
+                    ):
+                        i = self._last_clause = self._split
+                        self._split = None
+                        continue
+                    out.append(buf[: self._split].strip())
+                    buf = buf[self._split :]
+                    self._buf = buf
+                    self._first = False
+                    self._new_segment()
+                    i = 0  # rescan what follows the cut as the new segment's start
+                    continue
+                if c == "[" or c == "<":
+                    end = _tag_end(buf, i, final)
+                    if end is None:
+                        break
+                    i = end if end > 0 else i + 1
+                    continue
+                i += 1
+                continue
+
+            if self._lead is None and not c.isspace():
+                self._lead = i
+            if c.isalnum():
+                if _is_cjk(c):
+                    if self._words:
+                        self._candidate_space(i)
+                    self._words += 1
+                    self._in_word = False
+                elif not self._in_word:
+                    self._words += 1
+                    self._in_word = True
+                end = i + 1
+            elif c.isspace():
+                self._in_word = False
+                if c == "\n" and self._words >= self._need():
+                    # A line break ends a sentence (lists, paragraphs).
+                    self._split_at(i)
+                elif c == "\n" and self._words:
+                    self._candidate_clause(i)
+                elif self._words:
+                    self._candidate_space(i)
+                i += 1
+                continue
+            elif c in _SENTENCE_MARKS or c in _CLAUSE_MARKS:
+                j = i
+                while j < len(buf) and buf[j] in _RUN:
+                    j += 1
+                if j == len(buf) and not final:
+                    break
+                cut = self._force() if self._over(j) else None
+                if cut is not None:
+                    i = cut  # rescan from the cut as the next segment
+                    continue
+                self._mark_run(buf, i, j)
+                i = j
+                continue
+            elif c == "[" or c == "<":
+                tag_end = _tag_end(buf, i, final)
+                if tag_end is None:
+                    break
+                self._in_word = False
+                end = tag_end if tag_end > 0 else i + 1
+            elif c != "'" and c != "’":  # noqa: RUF001 (an apostrophe keeps "don't" one word)
+                self._in_word = False
+                end = i + 1
+            else:
+                end = i + 1
+            cut = self._force() if self._over(end) else None
+            i = end if cut is None else cut
+        self._pos = i
+        return out
+
+    def _need(self) -> int:
+        return self._first_min_words if self._first else self._min_words
+
+    def _over(self, end: int) -> bool:
+        """True when the segment would pass max_chars if it ran to `end`."""
+        return self._lead is not None and end - self._lead > self._max_chars
+
+    def _mark_run(self, buf: str, i: int, j: int) -> None:
+        """Judge the run of marks and closers `buf[i:j]`: a boundary, a candidate, or nothing."""
+        self._in_word = False
+        run = buf[i:j]
+        nxt = buf[j] if j < len(buf) else " "
+        if not (nxt.isspace() or nxt in "[<" or any(m in _SPACELESS_MARKS for m in run)):
+            return
+        sentence = any(m in _SENTENCE_MARKS for m in run)
+        single_period = run[0] == "." and run[1:2] != "."
+        if sentence and single_period and _no_sentence_end(buf, i):
+            return
+        if (sentence or self._first) and self._words >= self._need():
+            self._split = j
+            # CJK marks are unambiguous; after Latin ones a lowercase word continues the sentence.
+            self._cancel_on_lower = sentence and not any(m in _CJK_SENTENCE_MARKS for m in run)
+            if single_period:
+                k = i
+                while k > 0 and buf[k - 1].isalpha():
+                    k -= 1
+                self._cancel_on_digit = buf[k:i].lower() in _NUMBER_ABBREVIATIONS
+            else:
+                self._cancel_on_digit = False
+        elif self._words:
+            self._candidate_clause(j)
+
+    def _candidate_space(self, i: int) -> None:
+        self._last_space = i
+        if self._overflow:
+            self._split_at(i)
+
+    def _candidate_clause(self, j: int) -> None:
+        self._last_clause = j
+        if self._overflow:
+            self._split_at(j)
+
+    def _split_at(self, k: int) -> None:
+        self._split, self._cancel_on_lower, self._cancel_on_digit = k, False, False
+
+    def _force(self) -> int | None:
+        """The segment is full: cut it at the best earlier place and return it, if there is one."""
+        assert self._lead is not None
+        clause, space = self._last_clause, self._last_space
+        # A clause boundary sounds better than a bare space, unless it would leave a stub.
+        if clause is not None and (space is None or clause - self._lead >= self._max_chars // 2):
+            cut = clause
+        elif space is not None:
+            cut = space
+        else:
+            self._overflow = True  # one long word or tag run: cut at the next chance
+            return None
+        self._split_at(cut)
+        return cut

@@ -1,0 +1,123 @@
+"""Inline tags: validation messages, stripping, speech detection, persona style, speakers."""
+
+from __future__ import annotations
+
+import pytest
+
+from s2_plugin.tags import (
+    MAX_TAG_CHARS,
+    TagError,
+    apply_style,
+    find_tags,
+    has_speech,
+    speakers,
+    strip_tags,
+    validate,
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello there.",
+        "[whisper] Come closer. [laugh]",
+        "<|speaker:0|> Hi. <|speaker:99|> Hello.",
+        "[" + "x" * MAX_TAG_CHARS + "]",
+        "[ professional broadcast tone ] Line one.\nLine two.\tTabbed.",
+        "",
+    ],
+)
+def test_valid_text_passes(text: str) -> None:
+    validate(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[whisper Come closer.", r"tag opened at position 0 is never closed; add '\]'"),
+        ("Come closer] now.", r"'\]' at position 11 closes no tag; remove it or add the '\['"),
+        ("[soft [whisper]]", r"'\[' at position 6 opens a tag inside a tag; close the first"),
+        ("[soft\nvoice] hi", r"tag opened at position 0 runs past a line end; close it"),
+        ("Hi [] there", r"empty tag '\[\]' at position 3; write a cue like \[whisper\]"),
+        ("Hi [   ]", r"empty tag '\[   \]' at position 3"),
+        (
+            "[" + "x" * (MAX_TAG_CHARS + 1) + "]",
+            rf"is {MAX_TAG_CHARS + 1} characters; keep cues to {MAX_TAG_CHARS} characters or fewer",
+        ),
+        ("Hi\x00 there", r"control character '\\x00'; remove it"),
+        ("Hi\x1b[0m there", r"control character '\\x1b'; remove it"),
+        ("<|speaker:100|> Hi", r"malformed speaker tag; write it as <\|speaker:N\|> with N from 0"),
+        ("<|speaker:a|> Hi", "malformed speaker tag"),
+        ("<|speaker:1> Hi", "malformed speaker tag"),
+        ("Hi speaker:1|>", "malformed speaker tag"),
+    ],
+)
+def test_invalid_text_says_what_to_change(text: str, message: str) -> None:
+    with pytest.raises(TagError, match=message):
+        validate(text)
+
+
+def test_tag_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        validate("[")
+
+
+def test_find_tags_positions_and_kinds() -> None:
+    text = "[calm] Hi <|speaker:1|> there [laugh]"
+    found = find_tags(text)
+    assert [(t.raw, t.start, t.end, t.is_speaker) for t in found] == [
+        ("[calm]", 0, 6, False),
+        ("<|speaker:1|>", 10, 23, True),
+        ("[laugh]", 30, 37, False),
+    ]
+    assert all(text[t.start : t.end] == t.raw for t in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "bare"),
+    [
+        ("[whisper] Come closer. [laugh]", "Come closer."),
+        ("Hello [laugh], world <|speaker:1|>!", "Hello, world!"),
+        ("<|speaker:0|>Hi<|speaker:1|>there", "Hi there"),
+        ("  no   tags\nhere ", "no tags here"),
+        ("[laugh]", ""),
+    ],
+)
+def test_strip_tags(text: str, bare: str) -> None:
+    assert strip_tags(text) == bare
+
+
+@pytest.mark.parametrize(
+    ("text", "speech"),
+    [
+        ("Hi", True),
+        ("[laugh] 5", True),
+        ("你好", True),
+        ("[laugh] <|speaker:1|> ... !", False),
+        ("   ", False),
+        ("", False),
+    ],
+)
+def test_has_speech(text: str, speech: bool) -> None:
+    assert has_speech(text) is speech
+
+
+def test_apply_style() -> None:
+    assert apply_style("Hello.", "calm") == "[calm] Hello."
+    assert apply_style("  Hello.", "[calm]") == "[calm] Hello."
+    assert apply_style("Hello.", None) == "Hello."
+    assert apply_style("Hello.", "") == "Hello."
+    # the text's own cue wins
+    assert apply_style("[whisper] Hello.", "calm") == "[whisper] Hello."
+    assert apply_style("<|speaker:1|> Hello.", "calm") == "<|speaker:1|> Hello."
+
+
+@pytest.mark.parametrize("style", ["[calm", "calm]", "x" * (MAX_TAG_CHARS + 1), "a\x00b"])
+def test_apply_style_rejects_bad_style(style: str) -> None:
+    with pytest.raises(TagError):
+        apply_style("Hello.", style)
+
+
+def test_speakers_in_order() -> None:
+    assert speakers("<|speaker:1|> a <|speaker:0|> b <|speaker:12|> c") == [1, 0, 12]
+    assert speakers("[laugh] no speakers") == []
