@@ -1,0 +1,49 @@
+"""A LiveKit voice agent that speaks with a self-hosted S2-Pro persona.
+
+    s2-sidecar serve --personas examples/personas/personas.toml    # another terminal
+    export LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=...              # STT and LLM: LiveKit Inference
+    python agent.py console      # talk in this terminal, no LiveKit server
+    python agent.py dev          # serve rooms of your project (set LIVEKIT_URL too)
+
+Settings (environment): S2_SIDECAR_URL, S2_API_KEY, S2_PERSONA (default "joe", the persona the
+command above registers), S2_STT_MODEL, S2_LLM_MODEL.
+"""
+
+from __future__ import annotations
+
+import os
+
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, cli, inference
+from livekit.plugins import s2
+
+from s2_plugin.protocol import DEFAULT_URL
+
+INSTRUCTIONS = (
+    "You are a friendly voice assistant. Answer in one to three short spoken sentences, no "
+    "lists or markdown. You may put a delivery cue in square brackets before a sentence, such "
+    "as [warm], [laugh] or [whisper]: the voice performs it, nobody hears it read out."
+)
+
+server = AgentServer()
+
+
+@server.rtc_session()
+async def entrypoint(ctx: JobContext) -> None:
+    session = AgentSession(
+        stt=inference.STT(os.environ.get("S2_STT_MODEL", "deepgram/nova-3")),
+        llm=inference.LLM(os.environ.get("S2_LLM_MODEL", "openai/gpt-4.1-mini")),
+        tts=s2.TTS(
+            persona=os.environ.get("S2_PERSONA", "joe"),
+            base_url=os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
+            api_key=os.environ.get("S2_API_KEY"),
+        ),
+        vad=inference.VAD(),
+        # Transcripts and chat history from what was spoken: the words, not the [cues].
+        use_tts_aligned_transcript=True,
+    )
+    await session.start(agent=Agent(instructions=INSTRUCTIONS), room=ctx.room)
+    await session.generate_reply(instructions="Greet the user in one sentence.")
+
+
+if __name__ == "__main__":
+    cli.run_app(server)
