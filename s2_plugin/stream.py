@@ -1,0 +1,225 @@
+"""One spoken reply: LLM text fragments in, ordered PCM out, requests pipelined ahead.
+
+Both adapters drive a `SpeechStream` per reply: `push_text()` as the LLM streams, `end_input()`
+when it is done, and iterate the events. Each segment the segmenter cuts becomes one request;
+up to `ahead` requests are open at once, so the next sentence is generated while the current
+one plays, and audio still comes out strictly in segment order, resampled once to the
+framework's rate with the resampler flushed at every segment end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from s2_plugin import tags
+from s2_plugin.audio import SAMPLE_RATE, StreamResampler
+from s2_plugin.client import S2Client
+from s2_plugin.segment import Segmenter
+
+__all__ = ["AudioChunk", "SegmentEnd", "SpeechOptions", "SpeechStream", "StreamEvent"]
+
+
+@dataclass(frozen=True)
+class SpeechOptions:
+    """What every request of a reply carries; read when each segment is sent."""
+
+    voice: str = "default"
+    style: str | None = None
+    """Overrides the persona's default style tag; '' turns it off, None keeps it."""
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    max_new_tokens: int | None = None
+
+    def request_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """PCM16 mono at the stream's sample rate, belonging to segment `index`."""
+
+    index: int
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentEnd:
+    """All audio of segment `index` has been yielded."""
+
+    index: int
+    text: str
+    """The text sent to S2, tags included."""
+    transcript: str
+    """The same text without tags: what was said."""
+    samples: int
+    """Samples yielded for this segment, at the stream's sample rate."""
+    ttfa_s: float
+    """From sending the request to its first PCM byte."""
+    wait_s: float
+    """From the segment being cut from the text to its request being sent."""
+
+
+StreamEvent = AudioChunk | SegmentEnd
+
+_DONE = object()
+
+
+@dataclass(eq=False)
+class _Segment:
+    index: int
+    text: str
+    cut_at: float = field(default_factory=time.perf_counter)
+    sent_at: float = 0.0
+    first_at: float | None = None
+    chunks: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+
+class SpeechStream:
+    """Text fragments in, ordered audio events out; see the module docstring."""
+
+    def __init__(
+        self,
+        client: S2Client,
+        options: SpeechOptions | Callable[[], SpeechOptions],
+        *,
+        sample_rate: int = SAMPLE_RATE,
+        ahead: int = 2,
+        segmenter: Segmenter | None = None,
+    ) -> None:
+        if ahead < 1:
+            raise ValueError(f"ahead must be at least 1 (requests open at once), got {ahead}")
+        self._client = client
+        self._options = options if callable(options) else (lambda: options)
+        self._ahead = ahead
+        self._segmenter = segmenter or Segmenter()
+        self._resampler = StreamResampler(SAMPLE_RATE, sample_rate)
+        self.sample_rate = sample_rate
+        self._waiting: deque[_Segment] = deque()
+        self._sent: deque[_Segment] = deque()
+        self._open = 0
+        self._count = 0
+        self._ended = False
+        self._closed = False
+        self._changed = asyncio.Event()
+
+    def push_text(self, fragment: str) -> None:
+        """Add LLM text; each segment it completes is sent as soon as a slot is free."""
+        self._check_open()
+        for text in self._segmenter.push(fragment):
+            self._add(text)
+
+    def end_input(self) -> None:
+        """No more text for this reply: send what the segmenter still holds."""
+        self._check_open()
+        for text in self._segmenter.flush():
+            self._add(text)
+        self._ended = True
+        self._changed.set()
+
+    @property
+    def segments(self) -> int:
+        """Segments cut from the text so far."""
+        return self._count
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this SpeechStream is closed; start a new one for the next reply")
+        if self._ended:
+            raise RuntimeError("end_input() was called; start a new SpeechStream for more text")
+
+    def _add(self, text: str) -> None:
+        if not tags.has_speech(text):
+            return
+        self._waiting.append(_Segment(self._count, text))
+        self._count += 1
+        self._send_waiting()
+        self._changed.set()
+
+    def _send_waiting(self) -> None:
+        while self._waiting and self._open < self._ahead and not self._closed:
+            segment = self._waiting.popleft()
+            self._open += 1
+            segment.task = asyncio.get_running_loop().create_task(self._fetch(segment))
+            self._sent.append(segment)
+
+    async def _fetch(self, segment: _Segment) -> None:
+        options = self._options()
+        segment.sent_at = time.perf_counter()
+        try:
+            async for pcm in self._client.speech(segment.text, **options.request_fields()):
+                if segment.first_at is None:
+                    segment.first_at = time.perf_counter()
+                segment.chunks.put_nowait(pcm)
+            segment.chunks.put_nowait(_DONE)
+        except Exception as e:  # handed to the reader, in order, with the segment's audio
+            segment.chunks.put_nowait(e)
+        finally:
+            self._open -= 1
+            self._send_waiting()
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        """Audio chunks in segment order, a `SegmentEnd` after each segment's last chunk.
+
+        A failed request raises its error when its turn comes; leaving the loop early (or
+        being cancelled) closes the stream and every request still open.
+        """
+        finished = False
+        try:
+            while True:
+                if not self._sent:
+                    if self._ended and not self._waiting:
+                        finished = True
+                        return
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                segment = self._sent[0]
+                samples = 0
+                while (item := await segment.chunks.get()) is not _DONE:
+                    if isinstance(item, BaseException):
+                        raise item
+                    pcm = self._resampler.process(item)
+                    if pcm:
+                        samples += len(pcm) // 2
+                        yield AudioChunk(segment.index, pcm)
+                tail = self._resampler.flush()
+                if tail:
+                    samples += len(tail) // 2
+                    yield AudioChunk(segment.index, tail)
+                self._sent.popleft()
+                yield SegmentEnd(
+                    index=segment.index,
+                    text=segment.text,
+                    transcript=tags.strip_tags(segment.text),
+                    samples=samples,
+                    ttfa_s=(segment.first_at or segment.sent_at) - segment.sent_at,
+                    wait_s=segment.sent_at - segment.cut_at,
+                )
+        finally:
+            if not finished:
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel every open request and drop all text and audio not yet yielded."""
+        self._closed = True
+        tasks = [s.task for s in self._sent if s.task is not None]
+        self._sent.clear()
+        self._waiting.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._resampler.reset()
+        self._segmenter.reset()
+        self._changed.set()

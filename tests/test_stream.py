@@ -1,0 +1,140 @@
+import asyncio
+import itertools
+
+import numpy as np
+import pytest
+from support.pcm_server import expected_samples, level, pcm_server
+
+from s2_plugin.client import S2Client, S2StatusError
+from s2_plugin.stream import AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
+
+REPLY = (
+    "Well, that is a very good question indeed. [whisper] Let me think about it for a moment. "
+    "The answer is forty two! [laugh]"
+)
+
+
+def tokens(text: str, size: int = 4) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+async def speak(stream: SpeechStream, text: str) -> list[AudioChunk | SegmentEnd]:
+    async def feed() -> None:
+        for token in tokens(text):
+            stream.push_text(token)
+            await asyncio.sleep(0)
+        stream.end_input()
+
+    feeder = asyncio.create_task(feed())
+    events = [event async for event in stream]
+    await feeder
+    return events
+
+
+async def test_audio_comes_in_segment_order_with_exact_counts() -> None:
+    async with pcm_server(chunk_delay_s=0.002) as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"), ahead=3)
+        events = await speak(stream, REPLY)
+    ends = [e for e in events if isinstance(e, SegmentEnd)]
+    sent = [r["input"] for r in server.requests]
+    assert len(ends) >= 3
+    assert [e.text for e in ends] == sent
+    assert " ".join(sent).split() == REPLY.split()
+    for end in ends:
+        audio = b"".join(
+            e.pcm for e in events if isinstance(e, AudioChunk) and e.index == end.index
+        )
+        pcm = np.frombuffer(audio, "<i2")
+        assert end.samples == len(pcm) == expected_samples(end.text)
+        assert set(pcm.tolist()) == {level(end.text)}
+        assert "[" not in end.transcript
+    order = [e.index for e in events]
+    assert order == sorted(order), "no chunk of a later segment before an earlier one ends"
+
+
+async def test_next_requests_are_open_while_the_current_one_plays() -> None:
+    async with pcm_server(chunk_delay_s=0.01) as server, S2Client(server.url) as client:
+        await speak(SpeechStream(client, SpeechOptions(voice="ok"), ahead=2), REPLY)
+        assert server.max_open_streams == 2
+        server.max_open_streams = 0
+        await speak(SpeechStream(client, SpeechOptions(voice="ok"), ahead=1), REPLY)
+        assert server.max_open_streams == 1
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
+async def test_each_segment_is_resampled_to_its_exact_length(rate: int) -> None:
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"), sample_rate=rate)
+        events = await speak(stream, REPLY)
+    for end in (e for e in events if isinstance(e, SegmentEnd)):
+        n = sum(
+            len(e.pcm) // 2 for e in events if isinstance(e, AudioChunk) and e.index == end.index
+        )
+        assert n == end.samples == round(expected_samples(end.text) * rate / 44100)
+
+
+async def test_options_are_read_per_segment() -> None:
+    seeds = itertools.count()
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, lambda: SpeechOptions(voice="ok", seed=next(seeds)))
+        await speak(stream, REPLY)
+    assert [r["seed"] for r in server.requests] == list(range(len(server.requests)))
+
+
+async def test_a_failed_segment_raises_in_its_turn_after_the_audio_before_it() -> None:
+    voices = iter(["ok", "error400", "ok", "ok", "ok"])
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, lambda: SpeechOptions(voice=next(voices)), ahead=3)
+        for token in tokens(REPLY):
+            stream.push_text(token)
+        stream.end_input()
+        seen: list[AudioChunk | SegmentEnd] = []
+        with pytest.raises(S2StatusError, match="unknown persona"):
+            async for event in stream:
+                seen.append(event)
+        assert server.open_streams == 0
+    assert [e.index for e in seen if isinstance(e, SegmentEnd)] == [0]
+    assert {e.index for e in seen} == {0}
+    assert any(isinstance(e, AudioChunk) for e in seen)
+
+
+async def test_cancelling_mid_reply_closes_every_open_request() -> None:
+    async with pcm_server(chunk_delay_s=0.02) as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"), ahead=2)
+        before = asyncio.all_tasks()
+        for token in tokens(REPLY):
+            stream.push_text(token)
+        stream.end_input()
+        async for event in stream:
+            assert isinstance(event, AudioChunk)
+            break  # leaving the loop closes the stream
+        for _ in range(100):
+            if server.open_streams == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert server.open_streams == 0
+        assert server.disconnects == 2
+        assert asyncio.all_tasks() <= before | {asyncio.current_task()}
+
+
+async def test_tag_only_text_sends_nothing() -> None:
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"))
+        events = await speak(stream, "[laugh] [sigh]")
+    assert events == []
+    assert server.requests == []
+
+
+async def test_text_after_end_input_is_refused() -> None:
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"))
+        stream.end_input()
+        with pytest.raises(RuntimeError, match="new SpeechStream"):
+            stream.push_text("more")
+        assert [e async for e in stream] == []
+    assert server.requests == []
+
+
+def test_ahead_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        SpeechStream(S2Client(), SpeechOptions(), ahead=0)
