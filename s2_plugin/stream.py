@@ -138,6 +138,7 @@ class SpeechStream:
             raise RuntimeError("end_input() was called; start a new SpeechStream for more text")
 
     def _add(self, text: str) -> None:
+        text = tags.repair(text)
         if not tags.has_speech(text):
             return
         self._waiting.append(_Segment(self._count, text))

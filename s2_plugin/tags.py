@@ -16,6 +16,7 @@ MAX_TAG_CHARS = 64
 _SPEAKER_RE = re.compile(r"<\|speaker:(\d{1,2})\|>")
 _TAG_RE = re.compile(r"\[[^\[\]\n]*\]|<\|speaker:\d{1,2}\|>")
 _SPACES_RE = re.compile(r"\s+")
+_STRAY_RE = re.compile(r"<\||\|>|[\[\]]|[\x00-\x08\x0b-\x1f\x7f]")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([,.;:!?])")
 
 
@@ -65,6 +66,26 @@ def validate(text: str) -> None:
     leftover = _TAG_RE.sub("", text)
     if "<|" in leftover or "|>" in leftover:
         raise TagError("malformed speaker tag; write it as <|speaker:N|> with N from 0 to 99")
+
+
+def repair(text: str) -> str:
+    """Make LLM output speakable: good tags kept, stray brackets and control characters dropped.
+
+    An LLM sometimes writes a lone '[' or an overlong bracketed aside; S2 would read those as
+    broken cues, and refusing them would silence the reply.
+    """
+    out: list[str] = []
+    last = 0
+    for m in _TAG_RE.finditer(text):
+        out.append(_STRAY_RE.sub("", text[last : m.start()]))
+        inner = m.group()[1:-1].strip()
+        if m.group().startswith("<|") or 0 < len(inner) <= MAX_TAG_CHARS:
+            out.append(m.group())
+        else:
+            out.append(inner)
+        last = m.end()
+    out.append(_STRAY_RE.sub("", text[last:]))
+    return "".join(out)
 
 
 def _unbalanced(text: str) -> str | None:

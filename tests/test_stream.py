@@ -125,6 +125,17 @@ async def test_tag_only_text_sends_nothing() -> None:
     assert server.requests == []
 
 
+async def test_stray_brackets_from_the_llm_are_dropped_not_fatal() -> None:
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"))
+        events = await speak(stream, "Here is a list [ of things to buy. [laugh] Done now.")
+    assert [r["input"] for r in server.requests] == [
+        "Here is a list  of things to buy.",
+        "[laugh] Done now.",
+    ]
+    assert any(isinstance(e, AudioChunk) for e in events)
+
+
 async def test_text_after_end_input_is_refused() -> None:
     async with pcm_server() as server, S2Client(server.url) as client:
         stream = SpeechStream(client, SpeechOptions(voice="ok"))

@@ -10,6 +10,7 @@ from s2_plugin.tags import (
     apply_style,
     find_tags,
     has_speech,
+    repair,
     speakers,
     strip_tags,
     validate,
@@ -121,3 +122,22 @@ def test_apply_style_rejects_bad_style(style: str) -> None:
 def test_speakers_in_order() -> None:
     assert speakers("<|speaker:1|> a <|speaker:0|> b <|speaker:12|> c") == [1, 0, 12]
     assert speakers("[laugh] no speakers") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "repaired"),
+    [
+        ("Hi [whisper] there", "Hi [whisper] there"),
+        ("a [ stray", "a  stray"),
+        ("b ] c", "b  c"),
+        ("[] empty", " empty"),
+        ("[" + "x" * 80 + "] ok", "x" * 80 + " ok"),
+        ("<|speaker:1|> hi <| bad", "<|speaker:1|> hi  bad"),
+        ("ctl\x01 x", "ctl x"),
+    ],
+)
+def test_repair_keeps_good_tags_and_drops_what_would_fail_validation(
+    text: str, repaired: str
+) -> None:
+    assert repair(text) == repaired
+    validate(repair(text))
