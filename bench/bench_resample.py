@@ -138,11 +138,15 @@ def quality_delays(pcm: bytes) -> list[str]:
 async def main() -> None:
     pcm = speechlike(RUN_S)
     segments = [speechlike(SEGMENT_CHUNKS * CHUNK / SAMPLE_RATE, seed=s) for s in range(SEGMENTS)]
-    print(f"44.1 kHz in, {CHUNK}-sample (20 ms) chunks; {RUN_S} s steady run; "
-          f"{SEGMENTS} segments of 1.5 s with {IDLE_S} s idle between")
+    print(
+        f"44.1 kHz in, {CHUNK}-sample (20 ms) chunks; {RUN_S} s steady run; "
+        f"{SEGMENTS} segments of 1.5 s with {IDLE_S} s idle between"
+    )
     print()
-    print("| out kHz | resampler | held mean / max (ms) | CPU/chunk mean / p99 (us) "
-          "| lost at segment end, mean (samples / ms) |")
+    print(
+        "| out kHz | resampler | held mean / max (ms) | CPU/chunk mean / p99 (us) "
+        "| lost at segment end, mean (samples / ms) |"
+    )
     print("|---|---|---|---|---|")
     for out_rate in OUT_RATES:
         for name, fn in (

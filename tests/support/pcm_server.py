@@ -68,8 +68,13 @@ class PcmServer:
         voice = body.get("voice", "ok")
         if voice == "error400":
             return web.json_response(
-                {"error": {"message": "unknown persona 'x'", "type": "invalid_request",
-                           "code": "unknown_persona"}},
+                {
+                    "error": {
+                        "message": "unknown persona 'x'",
+                        "type": "invalid_request",
+                        "code": "unknown_persona",
+                    }
+                },
                 status=400,
             )
         if voice == "error503":
