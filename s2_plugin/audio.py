@@ -19,6 +19,7 @@ __all__ = [
     "SUPPORTED_RATES",
     "AudioError",
     "Framer",
+    "SampleAligner",
     "StreamResampler",
     "check_rate",
     "duration_s",
@@ -122,6 +123,28 @@ def resample(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
     return _to_pcm16(_fit(y, _expected_len(len(x), in_rate, out_rate)))
 
 
+class SampleAligner:
+    """Re-cuts a byte stream at sample boundaries: a network chunk may end inside a sample."""
+
+    def __init__(self) -> None:
+        self._odd = b""
+
+    def push(self, data: bytes) -> bytes:
+        """Return the whole samples so far; a trailing odd byte waits for the next chunk."""
+        data = self._odd + data
+        cut = len(data) - len(data) % 2
+        self._odd = data[cut:]
+        return data[:cut]
+
+    @property
+    def pending(self) -> bool:
+        """True while half a sample is held: a stream that ends now was cut short."""
+        return bool(self._odd)
+
+    def reset(self) -> None:
+        self._odd = b""
+
+
 class StreamResampler:
     """Streaming soxr resampler for one voice: chunks in, chunks out, exact length per segment.
 
@@ -144,7 +167,7 @@ class StreamResampler:
         )
         self._n_in = 0
         self._n_out = 0
-        self._odd = b""
+        self._aligner = SampleAligner()
 
     @property
     def passthrough(self) -> bool:
@@ -156,10 +179,7 @@ class StreamResampler:
         soxr never runs ahead of `round(n_in * out / in)` (tested at every supported rate pair
         and chunking), so nothing here is trimmed: only `flush()` evens the count.
         """
-        pcm = self._odd + pcm
-        cut = len(pcm) - len(pcm) % 2
-        self._odd = pcm[cut:]
-        x = samples(pcm[:cut])
+        x = samples(self._aligner.push(pcm))
         self._n_in += len(x)
         if self._stream is None:
             self._n_out += len(x)
@@ -174,7 +194,7 @@ class StreamResampler:
         soxr's own total is `round(n_in * out / in)` except that it may round an exact half
         down (e.g. 24 kHz -> 44.1 kHz, 120 samples in, 220.5 out); one zero sample evens that.
         """
-        odd = self._odd
+        odd = self._aligner.pending
         tail = np.zeros(0, dtype=np.float32)
         if self._stream is not None and not odd:
             tail = self._stream.resample_chunk(tail, last=True)
@@ -190,7 +210,7 @@ class StreamResampler:
         if self._stream is not None:
             self._stream.clear()
         self._n_in = self._n_out = 0
-        self._odd = b""
+        self._aligner.reset()
 
 
 class Framer:

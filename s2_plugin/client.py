@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
+from s2_plugin.audio import SampleAligner
 from s2_plugin.personas import Persona
 from s2_plugin.protocol import (
     DEFAULT_URL,
@@ -148,19 +149,16 @@ class S2Client:
                 rate = int(response.headers.get(HEADER_SAMPLE_RATE, SAMPLE_RATE))
                 if rate != SAMPLE_RATE:
                     raise S2Error(f"server streams {rate} Hz; S2 audio must be {SAMPLE_RATE} Hz")
-                odd = b""
+                aligner = SampleAligner()
                 try:
                     async for data in response.content.iter_any():
-                        data = odd + data
-                        cut = len(data) - len(data) % 2
-                        odd = data[cut:]
-                        if cut:
-                            yield data[:cut]
+                        if pcm := aligner.push(data):
+                            yield pcm
                 except BaseException:
                     # Left early (cancel, break, error): drop the socket so generation stops.
                     response.close()
                     raise
-                if odd:
+                if aligner.pending:
                     raise S2ConnectionError("stream ended inside a sample; the server broke off")
         except S2Error:
             raise

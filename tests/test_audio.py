@@ -19,6 +19,7 @@ from s2_plugin.audio import (
     SUPPORTED_RATES,
     AudioError,
     Framer,
+    SampleAligner,
     StreamResampler,
     check_rate,
     float_to_pcm16,
@@ -368,3 +369,15 @@ def test_wav_bytes_reads_back_with_the_wave_module() -> None:
 def test_wav_bytes_rejects_odd_length() -> None:
     with pytest.raises(AudioError, match="odd length"):
         wav_bytes(b"\x00\x00\x00")
+
+
+def test_sample_aligner_recuts_a_byte_stream_at_sample_boundaries() -> None:
+    aligner = SampleAligner()
+    data = bytes(range(11))
+    out = [aligner.push(data[i : i + 3]) for i in range(0, len(data), 3)]
+    assert all(len(chunk) % 2 == 0 for chunk in out)
+    assert b"".join(out) == data[:10]
+    assert aligner.pending
+    aligner.reset()
+    assert not aligner.pending
+    assert aligner.push(b"\x01\x02") == b"\x01\x02"

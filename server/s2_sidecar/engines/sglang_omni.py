@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from s2_plugin.audio import SampleAligner
 from s2_plugin.protocol import HEALTH_PATH, SPEECH_PATH, SpeechRequest
 from s2_sidecar.engines.base import Status
 from s2_sidecar.errors import BadRequest, Unavailable
@@ -156,13 +157,10 @@ class SGLangOmniEngine:
                 try:
                     if response.status >= 400:
                         raise await _upstream_error(response)
-                    odd = b""
+                    aligner = SampleAligner()
                     async for data in response.content.iter_any():
-                        data = odd + data
-                        cut = len(data) - len(data) % 2
-                        odd = data[cut:]
-                        if cut:
-                            yield data[:cut]
+                        if pcm := aligner.push(data):
+                            yield pcm
                 except BaseException:
                     # Dropping the connection is SGLang-Omni's cancel: it aborts the request.
                     response.close()
