@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from s2_plugin import tags
-from s2_plugin.audio import duration_s, wav_bytes
+from s2_plugin.audio import wav_bytes
 from s2_plugin.personas import MAX_CLIP_BYTES
 from s2_plugin.protocol import (
     HEADER_ENGINE,
@@ -155,7 +155,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
         metrics.active_streams.dec()
-        metrics.audio_seconds.inc(duration_s(bytes(sent)))
+        metrics.audio_seconds.inc(sent / 2 / SAMPLE_RATE)
 
 
 def _persona_for(store: PersonaStore, voice: str) -> StoredPersona | None:
