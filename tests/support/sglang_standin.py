@@ -13,7 +13,7 @@ Run as the engine's command: `python sglang_standin.py serve --model-path M --ho
 - `POST /standin/control` `{"mode": "ok|reject|crash|stall", "frame_s": 0.0, "stamp": false}`:
   how the next requests go. `frame_s` paces generation per frame; `stamp` puts the send time
   (`time.perf_counter_ns()`, int64, in the first 8 bytes of the first chunk) for benchmarks.
-- `GET /standin/state`: `{"argv", "requests" (raw bodies), "active", "cancelled"}`.
+- `GET /standin/state`: `{"argv", "active", "cancelled"}`; `GET /standin/requests`: raw bodies.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class StandIn:
                 web.post("/v1/audio/speech", self.speech),
                 web.post("/standin/control", self.control),
                 web.get("/standin/state", self.state),
+                web.get("/standin/requests", self.raw_requests),
             ]
         )
         return app
@@ -77,11 +78,14 @@ class StandIn:
         return web.json_response(
             {
                 "argv": self.argv,
-                "requests": self.requests,
                 "active": self.active,
                 "cancelled": self.cancelled,
             }
         )
+
+    async def raw_requests(self, request: web.Request) -> web.Response:
+        # Apart from `state`: each body carries a megabyte-sized reference, too much to poll.
+        return web.json_response(self.requests)
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
         raw = await request.text()
