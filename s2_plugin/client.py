@@ -29,6 +29,7 @@ from s2_plugin.protocol import (
     SpeechRequest,
     VoiceInfo,
     VoiceList,
+    describe,
 )
 
 __all__ = [
@@ -138,7 +139,7 @@ class S2Client:
         try:
             request = SpeechRequest(input=text, voice=voice, stream=True, **params)
         except ValidationError as e:
-            raise ValueError(_validation_message(e)) from None
+            raise ValueError(describe(e)) from None
         body = request.model_dump(exclude_none=True)
         url = self.base_url + SPEECH_PATH
         try:
@@ -267,10 +268,3 @@ def _connection_message(base_url: str, error: aiohttp.ClientError) -> str:
             "start it with `s2-sidecar serve` or pass the right base_url"
         )
     return f"connection to the S2 sidecar at {base_url} failed: {type(error).__name__}: {error}"
-
-
-def _validation_message(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-        for e in error.errors()
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from s2_plugin import tags
 
@@ -120,3 +120,13 @@ class Health(BaseModel):
     preview: bool = Field(description="True when the voice is the CPU preview, not S2.")
     personas: int
     detail: str | None = None
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem, naming the field unless the message already does."""
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        parts.append(message if not where or message.startswith(where) else f"{where}: {message}")
+    return "; ".join(parts)

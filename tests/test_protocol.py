@@ -31,7 +31,7 @@ def wire(req: SpeechRequest) -> dict[str, Any]:
         ("[whisper hello", r"never closed; add '\]'"),
         ("hello] there", r"closes no tag; remove it or add the '\['"),
         ("[] hello", r"empty tag '\[\]' at position 0; write a cue like \[whisper\]"),
-        (f"[{'x' * 65}] hello", "keep cues under 64"),
+        (f"[{'x' * 65}] hello", "keep cues to 64"),
         ("hello\x00", "control character"),
         ("<|speaker:x|> hello", r"write it as <\|speaker:N\|>"),
     ],

@@ -33,6 +33,7 @@ from s2_plugin.protocol import (
     Health,
     SpeechRequest,
     VoiceList,
+    describe,
 )
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import (
@@ -115,7 +116,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
     try:
         req = SpeechRequest.model_validate(body)
     except ValidationError as e:
-        raise BadRequest(_describe(e), "invalid_request") from e
+        raise BadRequest(describe(e), "invalid_request") from e
     app = request.app
     persona = _persona_for(app[STORE], req.voice)
     style = req.style if req.style is not None else (persona.info.style if persona else None)
@@ -293,15 +294,6 @@ async def _json(request: web.Request) -> object:
         return await request.json()
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"the body is not valid JSON ({e}); fix the JSON", "malformed_json") from e
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        message = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
 
 
 def _model_response(model: BaseModel, status: int = 200) -> web.Response:

@@ -195,7 +195,7 @@ def _client_run(args: argparse.Namespace, command: ClientCommand) -> int:
 
     try:
         return asyncio.run(run())
-    except S2Error as e:
+    except (S2Error, ValueError) as e:  # ValueError: bad text or persona, caught before sending
         print(f"s2-sidecar: {e}", file=sys.stderr)
         return 1
 
