@@ -59,9 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the sidecar")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve.add_argument("--engine", choices=ENGINES, default="auto")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="default 127.0.0.1; any other needs --api-key"
+    )
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    serve.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="auto (default): S2 on SGLang-Omni where a GPU and the package exist, else preview",
+    )
     serve.add_argument("--personas", type=Path, help="personas TOML file to register at start")
     serve.add_argument("--store", type=Path, default=default_store(), help="persona directory")
     serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"or ${API_KEY_ENV}")
