@@ -12,6 +12,7 @@ import contextlib
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
 from livekit.agents import (
@@ -46,7 +47,7 @@ class _TTSOptions:
     sample_rate: int
 
 
-class TTS(tts.TTS):
+class TTS(tts.TTS[None]):
     def __init__(
         self,
         *,
@@ -127,7 +128,7 @@ class TTS(tts.TTS):
         max_new_tokens: NotGivenOr[int | None] = NOT_GIVEN,
     ) -> None:
         """Change the voice or sampling; replies started after this call use it."""
-        changes = {
+        changes: dict[str, Any] = {
             k: v
             for k, v in {
                 "style": style,
@@ -140,7 +141,7 @@ class TTS(tts.TTS):
             }.items()
             if is_given(v)
         }
-        if is_given(persona):
+        if isinstance(persona, str | Persona):
             self._opts.persona = persona
             changes["voice"] = _voice(persona)
             self._registration = None
