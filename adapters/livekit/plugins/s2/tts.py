@@ -170,7 +170,7 @@ class TTS(tts.TTS[None]):
             if health.preview:
                 logger.warning("the sidecar runs the preview engine (%s), not S2", health.model)
             await self._ensure_persona()
-        except S2Error as e:
+        except (S2Error, ValueError) as e:
             logger.warning("prewarm failed, the first reply will retry: %s", e)
 
     async def aclose(self) -> None:
@@ -334,5 +334,5 @@ def _api_errors() -> Iterator[None]:
         raise APIConnectionError(str(e)) from None
     except S2Error as e:
         raise APIError(str(e), retryable=e.retryable) from None
-    except ValueError as e:  # text the sidecar cannot take: a broken tag, too long
+    except ValueError as e:  # text or a persona that cannot be sent as it is
         raise APIError(str(e), retryable=False) from None
