@@ -1,0 +1,8 @@
+"""Fish Audio S2-Pro voices for Pipecat, from a self-hosted `s2-sidecar`.
+
+Usage: ``from pipecat_s2 import S2TTSService``.
+"""
+
+from pipecat_s2.tts import S2TTSService, S2TTSSettings
+
+__all__ = ["S2TTSService", "S2TTSSettings"]

@@ -1,0 +1,430 @@
+"""Fish Audio S2-Pro text-to-speech for Pipecat, served by a local `s2-sidecar`.
+
+`S2TTSService` streams the LLM's tokens into the core's tag-aware segmenter and keeps the
+next segment's request open while the current one plays (`s2_plugin.stream.SpeechStream`),
+so a reply has no gap between sentences and its first audio comes at the first clause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from loguru import logger
+from pipecat.frames.frames import (
+    AggregatedTextFrame,
+    CancelFrame,
+    ErrorFrame,
+    Frame,
+    StartFrame,
+    TextType,
+    TTSAudioRawFrame,
+    TTSTextFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TextAggregationMode, TTSService
+from pipecat.utils.tracing.service_decorators import traced_tts
+from pipecat.utils.types import NOT_GIVEN, NotGiven, assert_given
+
+from s2_plugin import tags
+from s2_plugin.client import S2Client, S2Error
+from s2_plugin.personas import Persona
+from s2_plugin.protocol import DEFAULT_URL
+from s2_plugin.stream import AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
+
+__all__ = ["S2TTSService", "S2TTSSettings"]
+
+DEFAULT_VOICE = "default"
+"""The sidecar's own voice, used when no persona is named."""
+
+
+@dataclass
+class S2TTSSettings(TTSSettings):
+    """Runtime-updatable settings for `S2TTSService`.
+
+    A change applies from the next segment sent to the sidecar (the next sentence or clause);
+    the segments already requested finish as they were asked for.
+
+    Parameters:
+        voice: A persona registered on the sidecar (the inherited ``voice`` field).
+        style: Overrides the persona's default style tag (e.g. ``"warm"``); ``""`` turns the
+            persona's style off, None keeps it.
+        temperature: Sampling temperature (0-2).
+        top_p: Nucleus sampling threshold (0-1].
+        top_k: Top-k sampling, -1 or 1-30.
+        repetition_penalty: Repetition penalty (0-2].
+        seed: Sampling seed, for repeatable output.
+        max_new_tokens: Cap on codec tokens generated per segment.
+    """
+
+    style: str | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    temperature: float | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    top_p: float | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    top_k: int | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    repetition_penalty: float | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    seed: int | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    max_new_tokens: int | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+
+
+@dataclass(eq=False)
+class _Reply:
+    """One audio context's speech: its stream, the task playing it, and how far it got."""
+
+    context_id: str
+    stream: SpeechStream | None = None
+    task: asyncio.Task[None] | None = None
+    append_to_context: bool = True
+    input_ended: bool = False
+    finished: bool = False
+
+
+class S2TTSService(TTSService):
+    """Fish Audio S2-Pro voices from a self-hosted `s2-sidecar`.
+
+    Text goes through S2's tag-aware segmenter rather than Pipecat's sentence aggregator
+    (which cuts and moves inline ``[tags]``): the service runs in token mode and streams each
+    LLM token into one `SpeechStream` per reply. The first segment is cut at the first clause
+    boundary, the next segments are requested while the current one plays, and audio comes
+    back strictly in order, resampled once to the pipeline's output rate with nothing lost at
+    segment ends. Each reply is one audio context: one ``TTSStartedFrame``, its audio, one
+    ``TTSStoppedFrame``.
+
+    Each segment's ``TTSTextFrame`` follows its last audio frame, so after an interruption
+    the assistant's context holds only the segments that were played. (Pipecat's token mode
+    would queue each sentence's text as soon as the LLM finished writing it, ahead of its
+    audio; those frames are replaced by ours.) Inline tags (``[whisper]``, ``[laugh]``,
+    ``<|speaker:1|>``) reach S2 verbatim but are removed from the text frames, so they never
+    reach transcripts or the assistant's context, unless ``keep_tags=True``.
+
+    On an interruption the reply's open requests are closed, which makes the sidecar stop
+    generating; an uninterruptible ``TTSSpeakFrame`` keeps playing. Failed requests become one
+    ``ErrorFrame`` upstream per reply, and the service carries on with the next one.
+
+    Example::
+
+        tts = S2TTSService(
+            persona=Persona("ava", clip=Path("ava.wav"), transcript="What the clip says."),
+            settings=S2TTSService.Settings(temperature=0.7),
+        )
+
+        # Later, from the next segment on:
+        await task.queue_frame(
+            TTSUpdateSettingsFrame(delta=S2TTSService.Settings(style="whisper"), service=tts)
+        )
+    """
+
+    Settings = S2TTSSettings
+    _settings: S2TTSSettings
+
+    def __init__(
+        self,
+        *,
+        base_url: str = DEFAULT_URL,
+        persona: str | Persona | None = None,
+        api_key: str | None = None,
+        aiohttp_session: aiohttp.ClientSession | None = None,
+        read_timeout: float = 10.0,
+        ahead: int = 2,
+        keep_tags: bool = False,
+        sample_rate: int | None = None,
+        settings: S2TTSSettings | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Initialize the S2 TTS service.
+
+        Args:
+            base_url: The sidecar's URL; the local ``s2-sidecar serve`` by default.
+            persona: The voice: the name of a persona registered on the sidecar, or a
+                `Persona`, which is registered when the pipeline starts unless the sidecar
+                already holds the same content (one upload per content hash). None speaks
+                with the sidecar's default voice. ``settings.voice``, if given, wins.
+            api_key: The sidecar's API key, if it was started with one.
+            aiohttp_session: A session to share; it is not closed by this service.
+            read_timeout: Seconds without audio after which a request fails with an error.
+            ahead: Segment requests open at once: the playing one and those generated
+                ahead of it. 2 is enough when the engine is faster than real time.
+            keep_tags: Keep inline tags in the text frames (and so in the LLM context).
+            sample_rate: Output sample rate; the pipeline's output rate by default.
+            settings: Runtime-updatable settings.
+            **kwargs: Passed on to `TTSService`, with two defaults changed:
+
+                - ``stop_frame_timeout_s`` is ``read_timeout`` plus 2 s. Pipecat ends an
+                  audio context that stays silent that long (3 s by default), which would cut
+                  off a slow first audio (a cold GPU, a queue); a request this slow fails with
+                  its own, clearer, read-timeout error first.
+                - ``max_consecutive_zero_audio_contexts`` is 0: every reply that ends without
+                  audio has already reported why as an ``ErrorFrame``, and a sidecar that
+                  restarts must not get the service written off for the rest of the session.
+        """
+        self._persona = persona if isinstance(persona, Persona) else None
+        default_settings = self.Settings(
+            model=None,
+            voice=persona.name if isinstance(persona, Persona) else persona or DEFAULT_VOICE,
+            language=None,
+            style=None,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            repetition_penalty=None,
+            seed=None,
+            max_new_tokens=None,
+        )
+        if settings is not None:
+            default_settings.apply_update(settings)
+
+        kwargs.setdefault("stop_frame_timeout_s", read_timeout + 2.0)
+        kwargs.setdefault("max_consecutive_zero_audio_contexts", 0)
+        super().__init__(
+            text_aggregation_mode=TextAggregationMode.TOKEN,
+            push_start_frame=True,
+            push_stop_frames=True,
+            sample_rate=sample_rate,
+            settings=default_settings,
+            **kwargs,
+        )
+        self._client = S2Client(
+            base_url, api_key=api_key, session=aiohttp_session, read_timeout=read_timeout
+        )
+        self._ahead = ahead
+        self._keep_tags = keep_tags
+        self._replies: dict[str, _Reply] = {}
+        # Our TTSTextFrames, by id; weak, so frames dropped by an interruption don't linger.
+        self._segment_text_frames: weakref.WeakValueDictionary[int, TTSTextFrame] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def can_generate_metrics(self) -> bool:
+        """Check if this service can generate processing metrics.
+
+        Returns:
+            True: TTFB per request, TTFA and usage are reported.
+        """
+        return True
+
+    async def start(self, frame: StartFrame) -> None:
+        """Start the service and register its persona in the background.
+
+        Args:
+            frame: The start frame.
+        """
+        await super().start(frame)
+        if self._persona is not None:
+            self.create_task(self._register_persona(), name=f"{self}::register_persona")
+
+    async def cancel(self, frame: CancelFrame) -> None:
+        """Cancel the service, closing every open request.
+
+        Args:
+            frame: The cancel frame.
+        """
+        await super().cancel(frame)
+        await self._close_all()
+
+    async def cleanup(self) -> None:
+        """Close every open request and the sidecar connections."""
+        await super().cleanup()
+        await self._close_all()
+        await self._client.aclose()
+
+    async def _register_persona(self) -> None:
+        """Upload the persona early, so the first reply doesn't wait for it."""
+        assert self._persona is not None
+        try:
+            await self._client.ensure_persona(self._persona)
+        except S2Error as e:
+            # Each reply retries and reports what still fails, as an ErrorFrame.
+            logger.warning(f"{self}: cannot register persona {self._persona.name!r} yet: {e}")
+
+    def _speech_options(self) -> SpeechOptions:
+        """The current settings as request fields; read for every segment."""
+        s = self._settings
+        return SpeechOptions(
+            voice=assert_given(s.voice) or DEFAULT_VOICE,
+            style=assert_given(s.style),
+            temperature=assert_given(s.temperature),
+            top_p=assert_given(s.top_p),
+            top_k=assert_given(s.top_k),
+            repetition_penalty=assert_given(s.repetition_penalty),
+            seed=assert_given(s.seed),
+            max_new_tokens=assert_given(s.max_new_tokens),
+        )
+
+    async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:
+        """Apply a settings delta; it takes effect from the next segment requested.
+
+        Args:
+            delta: A settings delta.
+
+        Returns:
+            The changed fields with their previous values.
+        """
+        changed = await super()._update_settings(delta)
+        self._warn_unhandled_updated_settings(changed.keys() & {"model", "language"})
+        return changed
+
+    @traced_tts
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        """Stream a text fragment into its reply's `SpeechStream`.
+
+        Audio is appended to the audio context by the reply's playing task, so this returns
+        at once and the next tokens keep flowing while earlier segments are generated.
+
+        Args:
+            text: An LLM token, or a whole text (``TTSSpeakFrame``).
+            context_id: The audio context (one per reply).
+
+        Yields:
+            None, or an ``ErrorFrame`` when the reply cannot start.
+        """
+        reply = self._replies.get(context_id)
+        if reply is None:
+            reply = self._replies[context_id] = _Reply(context_id)
+            error = await self._open(reply)
+            if error:
+                yield ErrorFrame(error)
+        if reply.stream is not None and not reply.finished:
+            reply.stream.push_text(text)
+            if context_id != self._turn_context_id:
+                # Text outside a reply (a bare TextFrame) is spoken as a whole.
+                await self.flush_audio(context_id)
+        yield None
+
+    async def _open(self, reply: _Reply) -> str | None:
+        """Start a reply's stream and its playing task; an error message if it can't."""
+        # The base class timed TTFB from the first token; TTFB is reported per request.
+        await self.cancel_ttfb_metrics()
+        tts_context = self._tts_contexts.get(reply.context_id)
+        reply.append_to_context = tts_context.append_to_context if tts_context else True
+        if self._persona is not None:
+            try:
+                await self._client.ensure_persona(self._persona)
+            except S2Error as e:
+                reply.finished = True
+                return f"{self} cannot register persona {self._persona.name!r}: {e}"
+        reply.stream = SpeechStream(
+            self._client, self._speech_options, sample_rate=self.sample_rate, ahead=self._ahead
+        )
+        reply.task = self.create_task(self._play(reply), name=f"{self}::play")
+        return None
+
+    async def flush_audio(self, context_id: str | None = None) -> None:
+        """End a reply's text: the segmenter sends what it still holds.
+
+        Args:
+            context_id: The reply's audio context.
+        """
+        reply = self._replies.get(context_id or "")
+        if reply is None or reply.input_ended:
+            return
+        reply.input_ended = True
+        if reply.finished:
+            await self._end_reply(reply)
+        elif reply.stream is not None:
+            reply.stream.end_input()
+
+    async def _play(self, reply: _Reply) -> None:
+        """Append a reply's audio to its context in order; report each request's TTFB."""
+        assert reply.stream is not None
+        context_id = reply.context_id
+        try:
+            async for event in reply.stream:
+                if isinstance(event, AudioChunk):
+                    frame = TTSAudioRawFrame(event.pcm, self.sample_rate, 1, context_id=context_id)
+                    await self.append_to_audio_context(context_id, frame)
+                else:
+                    await self._end_segment(reply, event)
+        except (S2Error, ValueError) as e:
+            await self.push_error(error_msg=f"{self} speech request failed: {e}", exception=e)
+        reply.finished = True
+        if reply.input_ended:
+            await self._end_reply(reply)
+
+    async def _end_segment(self, reply: _Reply, end: SegmentEnd) -> None:
+        """Queue a segment's text behind its audio; report its request's TTFB."""
+        frame = TTSTextFrame(end.text if self._keep_tags else end.transcript, TextType.SENTENCE)
+        frame.context_id = reply.context_id
+        frame.will_be_spoken = True
+        frame.append_to_context = reply.append_to_context
+        self._segment_text_frames[frame.id] = frame
+        await self.append_to_audio_context(reply.context_id, frame)
+        now = time.time()
+        await self.start_ttfb_metrics(start_time=now - end.ttfa_s)
+        await self.stop_ttfb_metrics(end_time=now)
+
+    async def _end_reply(self, reply: _Reply) -> None:
+        """Close a finished reply's audio context, which pushes its ``TTSStoppedFrame``."""
+        self._replies.pop(reply.context_id, None)
+        await self.remove_audio_context(reply.context_id)
+
+    async def _close(self, context_id: str) -> None:
+        """Stop a reply now: cancel its task and its open requests, drop its audio."""
+        reply = self._replies.pop(context_id, None)
+        if reply is None:
+            return
+        if reply.task is not None:
+            await self.cancel_task(reply.task)
+        if reply.stream is not None:
+            await reply.stream.aclose()
+
+    async def _close_all(self) -> None:
+        for context_id in list(self._replies):
+            await self._close(context_id)
+
+    async def on_audio_context_interrupted(self, context_id: str) -> None:
+        """Close the interrupted reply's requests so the sidecar stops generating.
+
+        Args:
+            context_id: The interrupted audio context.
+        """
+        await self._close(context_id)
+
+    async def on_audio_context_completed(self, context_id: str) -> None:
+        """Close a reply whose context Pipecat ended early (it stayed silent too long).
+
+        Args:
+            context_id: The audio context that finished playing.
+        """
+        if context_id in self._replies:
+            logger.warning(f"{self}: audio context {context_id} timed out; closing its requests")
+            await self._close(context_id)
+
+    async def push_frame(
+        self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
+    ) -> None:
+        """Push a frame; spoken text goes out as this service's per-segment ``TTSTextFrame``.
+
+        The base class's own ``TTSTextFrame``s (sentences regrouped from tokens, queued ahead
+        of their audio) are dropped. Its ``AggregatedTextFrame`` announcements of text about
+        to be spoken lose their tags unless ``keep_tags`` is set; one that held only tags is
+        dropped.
+
+        Args:
+            frame: The frame to push.
+            direction: The direction to push it.
+        """
+        if isinstance(frame, TTSTextFrame):
+            if self._segment_text_frames.pop(frame.id, None) is None:
+                return
+        elif (
+            isinstance(frame, AggregatedTextFrame)
+            and not self._keep_tags
+            and not _strip_frame_tags(frame)
+        ):
+            return
+        await super().push_frame(frame, direction)
+
+
+def _strip_frame_tags(frame: AggregatedTextFrame) -> bool:
+    """Remove tags from a text frame in place; False if no words are left."""
+    if not tags.find_tags(frame.text):
+        return True
+    frame.text = tags.strip_tags(frame.text)
+    if frame.raw_text:
+        frame.raw_text = tags.strip_tags(frame.raw_text)
+    return tags.has_speech(frame.text)

@@ -1,0 +1,348 @@
+"""S2TTSService in a real Pipecat pipeline (`run_test`) against the real sidecar process.
+
+The sidecar runs the preview engine, whose output length varies from request to request (it
+has no seed), so exact sample counts are checked against what the sidecar sent for the very
+requests made: a recording proxy in front of it, or its own `s2_audio_seconds` counter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pipecat.frames.frames import (
+    AggregatedTextFrame,
+    ErrorFrame,
+    Frame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TextFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    TTSTextFrame,
+    TTSUpdateSettingsFrame,
+)
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.tests.utils import SleepFrame, run_test
+from pipecat_s2 import S2TTSService
+from support.pcm_server import pcm_server
+from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.speech import transcribe, wer
+
+from s2_plugin.personas import load_personas
+from s2_plugin.protocol import SAMPLE_RATE, SPEECH_PATH, VOICES_PATH
+from s2_plugin.tags import strip_tags
+
+REPLY = (
+    "Well, that is a very good question, and I have thought about it a lot. "
+    "The answer is simple. We open the shop at nine in the morning."
+)
+TAGGED_REPLY = (
+    "I will tell you [whisper] a little secret about the weather today. "
+    "The sun will shine all morning and it will rain at night. [laugh]"
+)
+
+
+def llm_reply(text: str, size: int = 4) -> list[Frame]:
+    """An LLM turn streaming `text` in tokens of `size` characters."""
+    tokens = [LLMTextFrame(text[i : i + size]) for i in range(0, len(text), size)]
+    return [LLMFullResponseStartFrame(), *tokens, LLMFullResponseEndFrame()]
+
+
+def params(rate: int = 16000) -> PipelineParams:
+    return PipelineParams(audio_out_sample_rate=rate, enable_metrics=True)
+
+
+def audio(frames: Sequence[Frame], context_id: str | None = None) -> bytes:
+    return b"".join(
+        f.audio
+        for f in frames
+        if isinstance(f, TTSAudioRawFrame) and context_id in (None, f.context_id)
+    )
+
+
+def texts(frames: Sequence[Frame]) -> list[str]:
+    return [f.text for f in frames if isinstance(f, TTSTextFrame)]
+
+
+def errors(frames: Sequence[Frame]) -> list[str]:
+    return [f.error for f in frames if isinstance(f, ErrorFrame)]
+
+
+def index(frames: Sequence[Frame], kind: type[Frame], last: bool = False) -> int:
+    found = [i for i, f in enumerate(frames) if isinstance(f, kind)]
+    assert found, f"no {kind.__name__} in {[type(f).__name__ for f in frames]}"
+    return found[-1] if last else found[0]
+
+
+@dataclass
+class Recorded:
+    body: dict[str, Any]
+    pcm_bytes: int = 0
+
+    @property
+    def samples(self) -> int:
+        return self.pcm_bytes // 2
+
+
+@dataclass
+class RecordingProxy:
+    """Forwards speech requests to the sidecar, recording each body and the samples sent."""
+
+    target: str
+    requests: list[Recorded] = field(default_factory=list)
+    url: str = ""
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[RecordingProxy]:
+        app = web.Application()
+        app.router.add_post(SPEECH_PATH, self._speech)
+        runner = web.AppRunner(app, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as self._session:
+            try:
+                yield self
+            finally:
+                await runner.cleanup()
+
+    async def _speech(self, request: web.Request) -> web.StreamResponse:
+        record = Recorded(await request.json())
+        self.requests.append(record)
+        async with self._session.post(self.target + SPEECH_PATH, json=record.body) as upstream:
+            if upstream.status != 200:
+                return web.Response(
+                    status=upstream.status, body=await upstream.read(), headers=upstream.headers
+                )
+            response = web.StreamResponse(headers=upstream.headers)
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                record.pcm_bytes += len(chunk)
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+
+async def test_frames_are_ordered_and_the_words_are_heard(sidecar: SidecarProcess) -> None:
+    tts = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
+    down, up = await run_test(tts, frames_to_send=llm_reply(REPLY), pipeline_params=params())
+
+    assert errors(up) == []
+    assert sum(isinstance(f, TTSStartedFrame) for f in down) == 1
+    assert sum(isinstance(f, TTSStoppedFrame) for f in down) == 1
+    started, stopped = index(down, TTSStartedFrame), index(down, TTSStoppedFrame)
+    first_audio, last_audio = index(down, TTSAudioRawFrame), index(down, TTSAudioRawFrame, True)
+    assert started < first_audio and last_audio < stopped < index(down, LLMFullResponseEndFrame)
+    assert all(f.sample_rate == 16000 for f in down if isinstance(f, TTSAudioRawFrame))
+
+    # One TTSTextFrame per segment, each right after its audio, the reply's words in order.
+    spoken = texts(down)
+    assert len(spoken) >= 3
+    assert " ".join(spoken).split() == REPLY.split()
+    for i in (i for i, f in enumerate(down) if isinstance(f, TTSTextFrame)):
+        assert isinstance(down[i - 1], TTSAudioRawFrame)
+
+    heard = transcribe(audio(down), 16000)
+    assert wer(REPLY, heard) <= 0.35, heard
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000, 48000])
+async def test_every_sample_the_sidecar_sent_is_resampled_once(
+    sidecar: SidecarProcess, rate: int
+) -> None:
+    async with RecordingProxy(sidecar.url).running() as proxy:
+        tts = S2TTSService(base_url=proxy.url, persona=sidecar.persona)
+        down, up = await run_test(
+            tts, frames_to_send=llm_reply(REPLY), pipeline_params=params(rate)
+        )
+    assert errors(up) == []
+    sent = {strip_tags(r.body["input"]): r.samples for r in proxy.requests}
+    assert len(sent) == len(proxy.requests) >= 3
+
+    # Split the audio at each segment's TTSTextFrame: every segment has exactly its samples.
+    got: dict[str, int] = {}
+    samples = 0
+    for frame in down:
+        if isinstance(frame, TTSAudioRawFrame):
+            assert frame.sample_rate == rate
+            samples += len(frame.audio) // 2
+        elif isinstance(frame, TTSTextFrame):
+            got[frame.text], samples = samples, 0
+    assert samples == 0, "audio after the last segment's text"
+    expected = {text: (n * rate + SAMPLE_RATE // 2) // SAMPLE_RATE for text, n in sent.items()}
+    assert got == expected
+    assert len(audio(down)) // 2 == sum(expected.values())
+
+
+async def test_tags_reach_s2_but_not_the_text_frames(sidecar: SidecarProcess) -> None:
+    async with RecordingProxy(sidecar.url).running() as proxy:
+        tts = S2TTSService(base_url=proxy.url, persona=sidecar.persona)
+        down, up = await run_test(
+            tts, frames_to_send=llm_reply(TAGGED_REPLY, 3), pipeline_params=params()
+        )
+    assert errors(up) == []
+    sent = " ".join(r.body["input"] for r in proxy.requests)
+    assert "[whisper]" in sent and "[laugh]" in sent
+    assert " ".join(texts(down)) == strip_tags(TAGGED_REPLY)
+    for frame in down:
+        if isinstance(frame, AggregatedTextFrame):
+            assert "[" not in frame.text and "]" not in frame.text, frame
+            assert "[" not in (frame.raw_text or "")
+    assert len(audio(down)) > 16000  # more than a second of speech
+    assert wer(strip_tags(TAGGED_REPLY), transcribe(audio(down), 16000)) <= 0.35
+
+
+async def test_a_persona_is_registered_once_per_content(sidecar: SidecarProcess) -> None:
+    joe = load_personas(PERSONAS_TOML)[0]
+    persona = dataclasses.replace(joe, name="pipecat-persona-test")
+    uploads_before = sidecar.metrics().value("s2_requests_total", route=VOICES_PATH)
+    for _ in range(2):  # two services, as two calls of one bot would have
+        tts = S2TTSService(base_url=sidecar.url, persona=persona)
+        down, up = await run_test(
+            tts, frames_to_send=[TTSSpeakFrame("Good morning.")], pipeline_params=params()
+        )
+        assert errors(up) == []
+        assert texts(down) == ["Good morning."] and audio(down)
+    assert sidecar.metrics().value("s2_requests_total", route=VOICES_PATH) == uploads_before + 1
+
+
+async def test_text_outside_a_reply_is_spoken_whole(sidecar: SidecarProcess) -> None:
+    tts = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
+    down, up = await run_test(
+        tts, frames_to_send=[TextFrame("Hello there, how are you")], pipeline_params=params()
+    )
+    assert errors(up) == []
+    assert texts(down) == ["Hello there, how are you"] and audio(down)
+
+
+async def test_keep_tags_leaves_them_in_the_text_frames(sidecar: SidecarProcess) -> None:
+    tts = S2TTSService(base_url=sidecar.url, persona=sidecar.persona, keep_tags=True)
+    down, _ = await run_test(tts, frames_to_send=llm_reply(TAGGED_REPLY), pipeline_params=params())
+    assert " ".join(texts(down)).split() == TAGGED_REPLY.split()
+
+
+async def test_interruption_stops_the_reply_and_its_requests(sidecar: SidecarProcess) -> None:
+    long_reply = " ".join(
+        f"Item number {n} on the list is a long sentence about the weather and the sea."
+        for n in range(1, 31)
+    )
+    before = sidecar.metrics().value("s2_streams_cancelled_total")
+    tts = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
+    frames = [
+        *llm_reply(long_reply, 8)[:-1],  # the LLM is cut off: no end of response
+        SleepFrame(1.5),  # the first segments play; the engine needs ~4 s for the whole reply
+        InterruptionFrame(),
+        TTSSpeakFrame("Sorry, go ahead."),
+    ]
+    down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
+
+    assert errors(up) == []
+    cut = index(down, InterruptionFrame)
+    reply_id = next(f.context_id for f in down if isinstance(f, TTSAudioRawFrame))
+    assert audio(down[:cut], reply_id), "the reply was playing when interrupted"
+    assert not audio(down[cut:], reply_id), "audio of the interrupted reply after the interruption"
+    # The reply was not played to its end, and the speak frame after it was.
+    assert " ".join(texts(down[:cut])) in long_reply and texts(down[:cut]) != []
+    assert len(texts(down[:cut])) < 30
+    after = down[cut:]
+    assert texts(after) == ["Sorry, go ahead."]
+    assert (
+        index(after, TTSStartedFrame)
+        < index(after, TTSAudioRawFrame)
+        < index(after, TTSStoppedFrame)
+    )
+    assert sidecar.metrics().value("s2_streams_cancelled_total") > before
+
+
+async def test_uninterruptible_speech_plays_through_an_interruption(
+    sidecar: SidecarProcess,
+) -> None:
+    text = "Please hold the line while I look that up for you. It will take a moment."
+    tts = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
+    speak = TTSSpeakFrame(text)
+    speak.interruptible = False
+    frames = [speak, SleepFrame(0.3), InterruptionFrame()]
+    down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
+    assert errors(up) == []
+    assert " ".join(texts(down)) == text
+    assert wer(text, transcribe(audio(down), 16000)) <= 0.35
+
+
+async def test_settings_apply_from_the_next_segment(sidecar: SidecarProcess) -> None:
+    first = "Well, that is a very good question, and I have thought about it. "
+    rest = "The answer is simple. We open the shop at nine in the morning."
+    delta = S2TTSService.Settings(seed=7, temperature=0.5, style="calm")
+    async with RecordingProxy(sidecar.url).running() as proxy:
+        tts = S2TTSService(base_url=proxy.url, persona=sidecar.persona)
+        frames = [
+            *llm_reply(first + "The")[:-1],  # "The" confirms the end of the first sentence
+            SleepFrame(0.2),  # lets the requests for `first` go out before the update
+            TTSUpdateSettingsFrame(delta=delta, service=tts),
+            *llm_reply(rest[3:])[1:],
+        ]
+        down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
+    assert errors(up) == []
+    before = [r.body for r in proxy.requests if strip_tags(r.body["input"]) in first]
+    after = [r.body for r in proxy.requests if strip_tags(r.body["input"]) in rest]
+    assert before and after and len(before) + len(after) == len(proxy.requests)
+    assert all(body.keys().isdisjoint({"seed", "temperature", "style"}) for body in before)
+    assert all((b["seed"], b["temperature"], b["style"]) == (7, 0.5, "calm") for b in after)
+    assert " ".join(texts(down)).split() == (first + rest).split()
+
+
+async def test_a_sidecar_that_is_down_gives_one_clear_error_per_reply() -> None:
+    tts = S2TTSService(base_url=f"http://127.0.0.1:{free_port()}")
+    replies = 4  # more than Pipecat's default limit of silent contexts: the service lives on
+    frames = [frame for _ in range(replies) for frame in llm_reply(REPLY)]
+    down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
+    ours = [e for e in errors(up) if "cannot reach the S2 sidecar" in e]
+    assert len(ours) == replies, errors(up)
+    assert all("completed with no audio" in e for e in errors(up) if e not in ours)
+    assert not audio(down)
+    assert sum(isinstance(f, TTSStoppedFrame) for f in down) == replies
+
+
+async def test_a_persona_that_cannot_be_registered_is_an_error_per_reply() -> None:
+    persona = load_personas(PERSONAS_TOML)[0]
+    tts = S2TTSService(base_url=f"http://127.0.0.1:{free_port()}", persona=persona)
+    frames = [*llm_reply(REPLY), TTSSpeakFrame("Are you there?")]
+    down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
+    ours = [e for e in errors(up) if "cannot register persona 'joe'" in e]
+    assert len(ours) == 2, errors(up)
+    assert "cannot reach the S2 sidecar" in ours[0]
+    assert sum(isinstance(f, TTSStoppedFrame) for f in down) == 2
+
+
+async def test_an_unknown_persona_is_an_error_and_the_next_reply_speaks(
+    sidecar: SidecarProcess,
+) -> None:
+    tts = S2TTSService(base_url=sidecar.url, persona="nobody")
+    fix = TTSUpdateSettingsFrame(delta=S2TTSService.Settings(voice=sidecar.persona), service=tts)
+    # The sleep lets the reply's requests go out before the update.
+    frames = [*llm_reply(REPLY), SleepFrame(0.5), fix, TTSSpeakFrame("Hello again.")]
+    down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
+    assert any("404" in e and "nobody" in e for e in errors(up)), errors(up)
+    assert texts(down) == ["Hello again."]
+    assert audio(down)
+
+
+async def test_a_stalled_sidecar_times_out_with_an_error() -> None:
+    async with pcm_server() as server:
+        tts = S2TTSService(base_url=server.url, persona="stall", read_timeout=0.5)
+        down, up = await run_test(
+            tts, frames_to_send=[TTSSpeakFrame("Hello there.")], pipeline_params=params()
+        )
+    assert any("no audio" in e for e in errors(up)), errors(up)
+    assert index(down, TTSStartedFrame) < index(down, TTSStoppedFrame)
