@@ -269,13 +269,18 @@ async def test_interruption_stops_the_reply_and_its_requests(sidecar: SidecarPro
 async def test_uninterruptible_speech_plays_through_an_interruption(
     sidecar: SidecarProcess,
 ) -> None:
-    text = "Please hold the line while I look that up for you. It will take a moment."
+    text = " ".join(
+        f"Please hold the line, this is notice number {n} about the weather and the sea."
+        for n in range(1, 11)
+    )
     tts = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
     speak = TTSSpeakFrame(text)
     speak.interruptible = False
+    # The engine needs about a second for the whole text: the interruption lands mid-speech.
     frames = [speak, SleepFrame(0.3), InterruptionFrame()]
     down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
     assert errors(up) == []
+    assert index(down, InterruptionFrame) < index(down, TTSAudioRawFrame, last=True)
     assert " ".join(texts(down)) == text
     assert wer(text, transcribe(audio(down), 16000)) <= 0.35
 
