@@ -150,14 +150,16 @@ class SpeechStream:
         while self._waiting and self._open < self._ahead and not self._closed:
             segment = self._waiting.popleft()
             self._open += 1
-            segment.task = asyncio.get_running_loop().create_task(self._fetch(segment))
+            # Options are read now, not when the task first runs, so a settings change made
+            # right after this call applies from the next segment, exactly.
+            fields = self._options().request_fields()
+            segment.task = asyncio.get_running_loop().create_task(self._fetch(segment, fields))
             self._sent.append(segment)
 
-    async def _fetch(self, segment: _Segment) -> None:
-        options = self._options()
+    async def _fetch(self, segment: _Segment, fields: dict[str, Any]) -> None:
         segment.sent_at = time.perf_counter()
         try:
-            async for pcm in self._client.speech(segment.text, **options.request_fields()):
+            async for pcm in self._client.speech(segment.text, **fields):
                 if segment.first_at is None:
                     segment.first_at = time.perf_counter()
                 segment.chunks.put_nowait(pcm)

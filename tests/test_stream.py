@@ -81,6 +81,19 @@ async def test_options_are_read_per_segment() -> None:
     assert [r["seed"] for r in server.requests] == list(range(len(server.requests)))
 
 
+async def test_an_options_change_applies_exactly_from_the_next_segment() -> None:
+    options = SpeechOptions(voice="ok", seed=1)
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, lambda: options)
+        stream.push_text("Hello there my dear friend, how")  # cuts the first clause
+        assert stream.segments == 1
+        options = SpeechOptions(voice="ok", seed=2)  # no await in between
+        stream.push_text(" are you doing today?")
+        stream.end_input()
+        _ = [event async for event in stream]
+    assert [r["seed"] for r in server.requests] == [1, 2]
+
+
 async def test_a_failed_segment_raises_in_its_turn_after_the_audio_before_it() -> None:
     voices = iter(["ok", "error400", "ok", "ok", "ok"])
     async with pcm_server() as server, S2Client(server.url) as client:
