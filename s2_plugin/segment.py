@@ -2,8 +2,9 @@
 
 `push` each fragment as it arrives, `flush` at the end of a reply, `reset` on interruption.
 The first segment of a reply leaves at the first clause boundary with enough words, so audio
-starts early; later ones leave at sentence ends, bounded in length. Tags are never cut, and a
-segment always has words to say.
+starts early; so do the next ones until `eager_chars` of the reply have left, so the queued audio
+outgrows the time to synthesize what follows; after that segments leave at sentence ends,
+bounded in length. Tags are never cut, and a segment always has words to say.
 
 A boundary is decided at the first word after it, not at the whitespace before that word
 (as Pipecat's aggregator does): only then is it known whether a tag after the boundary opens
@@ -105,17 +106,24 @@ class Segmenter:
         # is cut before the audio of the previous segment runs out: at 50 tokens/s the LLM writes
         # about 200 characters per second, speech plays about 15.
         max_chars: int = 300,
+        # Clause ends also end segments until this much of the reply has been cut. Early on
+        # little audio is queued: after a short first clause, the rest of a long first sentence
+        # would arrive, at 50 tokens/s, about when the clause finishes playing, and its audio
+        # would start late. 100 characters are about 6 s of speech, by when audio is well ahead.
+        eager_chars: int = 100,
     ) -> None:
         for name, value, least in (
             ("first_min_words", first_min_words, 1),
             ("min_words", min_words, 1),
             ("max_chars", max_chars, _MIN_MAX_CHARS),
+            ("eager_chars", eager_chars, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
         self._first_min_words = first_min_words
         self._min_words = min_words
         self._max_chars = max_chars
+        self._eager_chars = eager_chars
         self.reset()
 
     def reset(self) -> None:
@@ -123,6 +131,7 @@ class Segmenter:
         self._buf = ""
         self._pos = 0  # next character of _buf to scan
         self._first = True  # no segment of this reply has left yet
+        self._cut_chars = 0  # characters of this reply in segments that have left
         self._new_segment()
 
     def _new_segment(self) -> None:
@@ -173,6 +182,7 @@ class Segmenter:
                         self._split = None
                         continue
                     out.append(buf[: self._split].strip())
+                    self._cut_chars += self._split
                     buf = buf[self._split :]
                     self._buf = buf
                     self._first = False
@@ -240,6 +250,10 @@ class Segmenter:
         self._pos = i
         return out
 
+    def _eager(self) -> bool:
+        """True while clause ends may end a segment: the first one, and early in the reply."""
+        return self._first or self._cut_chars < self._eager_chars
+
     def _need(self) -> int:
         return self._first_min_words if self._first else self._min_words
 
@@ -258,7 +272,9 @@ class Segmenter:
         single_period = run[0] == "." and run[1:2] != "."
         if sentence and single_period and _no_sentence_end(buf, i):
             return
-        if (sentence or self._first) and self._words >= self._need():
+        if (sentence and self._words >= self._need()) or (
+            not sentence and self._eager() and self._words >= self._first_min_words
+        ):
             self._split = j
             # CJK marks are unambiguous; after Latin ones a lowercase word continues the sentence.
             self._cancel_on_lower = sentence and not any(m in _CJK_SENTENCE_MARKS for m in run)

@@ -279,6 +279,27 @@ def test_overlong_word_is_kept_whole() -> None:
 # --- flush and reset
 
 
+def test_early_in_a_reply_clause_ends_still_end_segments() -> None:
+    text = (
+        "Thank you for waiting, I have looked into your order carefully, and it is fine, "
+        "it is moving again now, so it should arrive tomorrow, before noon, at your door."
+    )
+    segments = run(text)
+    assert segments[:4] == [
+        "Thank you for waiting,",
+        "I have looked into your order carefully,",
+        "and it is fine,",
+        "it is moving again now,",
+    ]
+    # Past eager_chars (100) of the reply, only sentence ends cut.
+    assert segments[4:] == ["so it should arrive tomorrow, before noon, at your door."]
+    assert run(text, eager_chars=0) == [
+        "Thank you for waiting,",
+        "I have looked into your order carefully, and it is fine, it is moving again now, "
+        "so it should arrive tomorrow, before noon, at your door.",
+    ]
+
+
 def test_flush_returns_rest_and_starts_a_new_reply() -> None:
     seg = Segmenter()
     assert seg.push("One two three four, five six seven,") == ["One two three four,"]
