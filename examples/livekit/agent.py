@@ -16,12 +16,12 @@ import os
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, cli, inference
 from livekit.plugins import s2
 
+from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL
 
 INSTRUCTIONS = (
-    "You are a friendly voice assistant. Answer in one to three short spoken sentences, no "
-    "lists or markdown. You may put a delivery cue in square brackets before a sentence, such "
-    "as [warm], [laugh] or [whisper]: the voice performs it, nobody hears it read out."
+    "You are a friendly voice assistant. Answer in one to three short spoken sentences.\n\n"
+    + tag_guide()
 )
 
 server = AgentServer()

@@ -18,6 +18,7 @@ from livekit import rtc
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, cli, inference
 from livekit.plugins import s2
 
+from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL
 
 AGENT_NAME = "s2-phone-agent"
@@ -25,8 +26,7 @@ AGENT_NAME = "s2-phone-agent"
 
 INSTRUCTIONS = (
     "You answer the phone for a small dental clinic. Speak in short sentences, one question "
-    "at a time; spell nothing out and use no lists, the caller only hears you. You may put a "
-    "delivery cue in square brackets before a sentence, such as [warm] or [calm]."
+    "at a time; spell nothing out, the caller only hears you.\n\n" + tag_guide()
 )
 
 server = AgentServer()

@@ -36,13 +36,13 @@ from pipecat.workers.runner import WorkerRunner
 from pipecat_s2 import S2TTSService
 
 from s2_plugin.personas import load_personas
+from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL
 
 PERSONAS = Path(__file__).resolve().parents[1] / "personas" / "personas.toml"
 SYSTEM_PROMPT = (
-    "You are a helpful assistant in a voice call. Keep answers short and conversational, "
-    "with no lists or special characters. Your voice understands inline cues in square "
-    "brackets, like [laugh], [whisper] or [excited]; use one now and then where it fits."
+    "You are a helpful assistant in a voice call. Keep answers short and conversational.\n\n"
+    + tag_guide()
 )
 
 transport_params = {

@@ -44,13 +44,13 @@ from pipecat.transports.websocket.fastapi import (
 from pipecat.workers.runner import WorkerRunner
 from pipecat_s2 import S2TTSService
 
+from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL
 
 PHONE_RATE = 8000
 SYSTEM_PROMPT = (
-    "You are a friendly receptionist on a phone call. Answer in one or two short sentences, "
-    "without lists or special characters. You may use a cue like [laugh] or [whisper] where "
-    "it fits. Start by greeting the caller."
+    "You are a friendly receptionist on a phone call. Answer in one or two short sentences. "
+    "Start by greeting the caller.\n\n" + tag_guide()
 )
 
 Services = tuple[FrameProcessor | None, FrameProcessor]
