@@ -5,8 +5,8 @@
     python agent.py console      # talk in this terminal, no LiveKit server
     python agent.py dev          # serve rooms of your project (set LIVEKIT_URL too)
 
-Settings (environment): S2_SIDECAR_URL, S2_API_KEY, S2_PERSONA (default "joe", the persona the
-command above registers), S2_STT_MODEL, S2_LLM_MODEL.
+Settings (environment): S2_SIDECAR_URL, S2_SIDECAR_API_KEY, S2_PERSONA (default "joe", the
+persona the command above registers), S2_STT_MODEL, S2_LLM_MODEL.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ async def entrypoint(ctx: JobContext) -> None:
         tts=s2.TTS(
             persona=os.environ.get("S2_PERSONA", "joe"),
             base_url=os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
-            api_key=os.environ.get("S2_API_KEY"),
+            api_key=os.environ.get("S2_SIDECAR_API_KEY"),
         ),
         vad=inference.VAD(),
         # Transcripts and chat history from what was spoken: the words, not the [cues].

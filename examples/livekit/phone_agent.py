@@ -41,7 +41,7 @@ async def entrypoint(ctx: JobContext) -> None:
         tts=s2.TTS(
             persona=os.environ.get("S2_PERSONA", "joe"),
             base_url=os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
-            api_key=os.environ.get("S2_API_KEY"),
+            api_key=os.environ.get("S2_SIDECAR_API_KEY"),
         ),
         vad=inference.VAD(),
         use_tts_aligned_transcript=True,

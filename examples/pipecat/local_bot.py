@@ -8,7 +8,7 @@ the sidecar when the pipeline starts (once: a second run finds it there).
     s2-sidecar serve
     DEEPGRAM_API_KEY=... OPENAI_API_KEY=... python examples/pipecat/local_bot.py
 
-Then open http://localhost:7860/client and talk. S2_SIDECAR_URL and S2_API_KEY choose the
+Then open http://localhost:7860/client and talk. S2_SIDECAR_URL and S2_SIDECAR_API_KEY choose the
 sidecar; S2_PERSONAS names a personas TOML file (default: the example persona `joe`).
 """
 
@@ -56,7 +56,7 @@ async def run_bot(transport: BaseTransport, runner_args: RunnerArguments) -> Non
     persona = load_personas(Path(os.environ.get("S2_PERSONAS", PERSONAS)))[0]
     tts = S2TTSService(
         base_url=os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
-        api_key=os.environ.get("S2_API_KEY"),
+        api_key=os.environ.get("S2_SIDECAR_API_KEY"),
         persona=persona,
         settings=S2TTSService.Settings(temperature=0.7),
     )

@@ -11,7 +11,7 @@ straight to the phone's rate.
 
 Expose port 8765 over HTTPS (e.g. `ngrok http 8765`) and set it as the voice webhook of a
 Twilio number. TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN let the bot hang up at the end.
-S2_SIDECAR_URL, S2_API_KEY and S2_PERSONA (default `joe`) choose the sidecar and the voice.
+S2_SIDECAR_URL, S2_SIDECAR_API_KEY and S2_PERSONA (default `joe`) choose the sidecar and the voice.
 
 `create_app()` takes the speech-to-text and LLM services from a factory, so a test can run
 the bot with a scripted LLM and no keys.
@@ -95,7 +95,7 @@ def create_app(
         tts = S2TTSService(
             base_url=s2_url or os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
             persona=persona or os.environ.get("S2_PERSONA", "joe"),
-            api_key=os.environ.get("S2_API_KEY"),
+            api_key=os.environ.get("S2_SIDECAR_API_KEY"),
         )
         await run_call(websocket, stt, llm, tts)
 
