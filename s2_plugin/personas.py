@@ -50,7 +50,7 @@ class Persona:
     """
 
     name: str
-    clip: Path | bytes = field(repr=False)
+    clip: str | Path | bytes = field(repr=False)
     transcript: str
     style: str | None = None
 

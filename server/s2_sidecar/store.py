@@ -84,7 +84,8 @@ class PersonaStore:
             persona = self._personas.get(name)
         if persona is None:
             raise NotFound(
-                f"no persona named {name!r}; register it with POST /v1/audio/voices first",
+                f"no persona named {name!r}; register it first (`s2-sidecar personas add`, "
+                "a Persona given to the TTS, or POST /v1/audio/voices)",
                 "unknown_voice",
             )
         return persona
