@@ -8,8 +8,9 @@ SGLang-Omni behind it, learn to stop generating.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -150,17 +151,9 @@ class S2Client:
                 rate = int(response.headers.get(HEADER_SAMPLE_RATE, SAMPLE_RATE))
                 if rate != SAMPLE_RATE:
                     raise S2Error(f"server streams {rate} Hz; S2 audio must be {SAMPLE_RATE} Hz")
-                aligner = SampleAligner()
-                try:
-                    async for data in response.content.iter_any():
-                        if pcm := aligner.push(data):
-                            yield pcm
-                except BaseException:
-                    # Left early (cancel, break, error): drop the socket so generation stops.
-                    response.close()
-                    raise
-                if aligner.pending:
-                    raise S2ConnectionError("stream ended inside a sample; the server broke off")
+                async with contextlib.aclosing(read_pcm(response)) as chunks:
+                    async for pcm in chunks:
+                        yield pcm
         except S2Error:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
@@ -244,6 +237,24 @@ class S2Client:
             raise S2TimeoutError(f"{method} {url} timed out: {e}") from None
         except aiohttp.ClientError as e:
             raise S2ConnectionError(_connection_message(self.base_url, e)) from None
+
+
+async def read_pcm(response: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
+    """The PCM of a streaming response as it arrives, in chunks of whole samples.
+
+    Leaving early (a cancel, a break, an error) closes the connection rather than returning it
+    to the pool: that is how an S2 server learns to stop generating.
+    """
+    aligner = SampleAligner()
+    try:
+        async for data in response.content.iter_any():
+            if pcm := aligner.push(data):
+                yield pcm
+    except BaseException:
+        response.close()
+        raise
+    if aligner.pending:
+        raise S2ConnectionError("the stream ended inside a sample; the server broke off")
 
 
 async def _raise_for_status(response: aiohttp.ClientResponse) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from s2_plugin.audio import SampleAligner
+from s2_plugin.client import S2ConnectionError, read_pcm
 from s2_plugin.protocol import HEALTH_PATH, SPEECH_PATH, SpeechRequest
 from s2_sidecar.engines.base import Status
 from s2_sidecar.errors import BadRequest, Unavailable
@@ -154,23 +155,18 @@ class SGLangOmniEngine:
                 data=body,
                 headers={"Content-Type": "application/json"},
             ) as response:
-                try:
-                    if response.status >= 400:
-                        raise await _upstream_error(response)
-                    aligner = SampleAligner()
-                    async for data in response.content.iter_any():
-                        if pcm := aligner.push(data):
-                            yield pcm
-                except BaseException:
-                    # Dropping the connection is SGLang-Omni's cancel: it aborts the request.
-                    response.close()
-                    raise
+                if response.status >= 400:
+                    raise await _upstream_error(response)
+                # Leaving early drops the connection: SGLang-Omni's cancel, it aborts the request.
+                async with contextlib.aclosing(read_pcm(response)) as chunks:
+                    async for pcm in chunks:
+                        yield pcm
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise Unavailable(
                 f"SGLang-Omni sent nothing for {self.launch.read_timeout} s; retry shortly",
                 "engine_stalled",
             ) from e
-        except aiohttp.ClientError as e:
+        except (aiohttp.ClientError, S2ConnectionError) as e:
             raise Unavailable(f"SGLang-Omni is unreachable ({e}); retry shortly") from e
         finally:
             self.metrics.engine_busy.dec()
