@@ -7,7 +7,12 @@ session = AgentSession(..., tts=s2.TTS(persona="ava"), use_tts_aligned_transcrip
 ```
 """
 
-from livekit.agents import Plugin
+try:
+    from livekit.agents import Plugin
+except ImportError as e:
+    raise ImportError(
+        "livekit.plugins.s2 needs LiveKit Agents: pip install 's2-plugin[livekit]'"
+    ) from e
 
 from .log import logger
 from .models import TTSSampleRate
