@@ -152,15 +152,12 @@ class S2TTSService(TTSService):
             keep_tags: Keep inline tags in the text frames (and so in the LLM context).
             sample_rate: Output sample rate; the pipeline's output rate by default.
             settings: Runtime-updatable settings.
-            **kwargs: Passed on to `TTSService`, with two defaults changed:
+            **kwargs: Passed on to `TTSService`, with one default changed:
 
                 - ``stop_frame_timeout_s`` is ``read_timeout`` plus 2 s. Pipecat ends an
                   audio context that stays silent that long (3 s by default), which would cut
                   off a slow first audio (a cold GPU, a queue); a request this slow fails with
                   its own, clearer, read-timeout error first.
-                - ``max_consecutive_zero_audio_contexts`` is 0: every reply that ends without
-                  audio has already reported why as an ``ErrorFrame``, and a sidecar that
-                  restarts must not get the service written off for the rest of the session.
         """
         self._persona = persona if isinstance(persona, Persona) else None
         default_settings = self.Settings(
@@ -179,7 +176,6 @@ class S2TTSService(TTSService):
             default_settings.apply_update(settings)
 
         kwargs.setdefault("stop_frame_timeout_s", read_timeout + 2.0)
-        kwargs.setdefault("max_consecutive_zero_audio_contexts", 0)
         super().__init__(
             text_aggregation_mode=TextAggregationMode.TOKEN,
             push_start_frame=True,
@@ -194,6 +190,8 @@ class S2TTSService(TTSService):
         self._ahead = ahead
         self._keep_tags = keep_tags
         self._replies: dict[str, _Reply] = {}
+        # Replies that already reported why they are silent, as their own ErrorFrame.
+        self._failed_contexts: set[str] = set()
         # Our TTSTextFrames, by id; weak, so frames dropped by an interruption don't linger.
         self._segment_text_frames: weakref.WeakValueDictionary[int, TTSTextFrame] = (
             weakref.WeakValueDictionary()
@@ -306,6 +304,7 @@ class S2TTSService(TTSService):
                 await self._client.ensure_persona(self._persona)
             except S2Error as e:
                 reply.finished = True
+                self._failed_contexts.add(reply.context_id)
                 return f"{self} cannot register persona {self._persona.name!r}: {e}"
         reply.stream = SpeechStream(
             self._client, self._speech_options, sample_rate=self.sample_rate, ahead=self._ahead
@@ -340,6 +339,7 @@ class S2TTSService(TTSService):
                 else:
                     await self._end_segment(reply, event)
         except (S2Error, ValueError) as e:
+            self._failed_contexts.add(context_id)
             await self.push_error(error_msg=f"{self} speech request failed: {e}", exception=e)
         reply.finished = True
         if reply.input_ended:
@@ -375,6 +375,22 @@ class S2TTSService(TTSService):
     async def _close_all(self) -> None:
         for context_id in list(self._replies):
             await self._close(context_id)
+
+    async def _record_context_audio_outcome(self, context_id: str, received_audio: bool) -> None:
+        """Count a silent context against the service only if nobody said why it was silent.
+
+        A failed request has already pushed its own ``ErrorFrame``; Pipecat's generic "completed
+        with no audio" would be a second error for the same failure, and would count a sidecar
+        restart towards writing the service off.
+
+        Args:
+            context_id: The audio context that completed.
+            received_audio: Whether any audio arrived for it.
+        """
+        if context_id in self._failed_contexts:
+            self._failed_contexts.discard(context_id)
+            return
+        await super()._record_context_audio_outcome(context_id, received_audio)
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         """Close the interrupted reply's requests so the sidecar stops generating.
