@@ -22,7 +22,14 @@ from s2_plugin.audio import SAMPLE_RATE, StreamResampler
 from s2_plugin.client import S2Client
 from s2_plugin.segment import Segmenter
 
-__all__ = ["AudioChunk", "SegmentEnd", "SpeechOptions", "SpeechStream", "StreamEvent"]
+__all__ = [
+    "AudioChunk",
+    "SegmentEnd",
+    "SegmentStart",
+    "SpeechOptions",
+    "SpeechStream",
+    "StreamEvent",
+]
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,17 @@ class AudioChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class SegmentStart:
+    """Segment `index` is next: its audio follows (captions can show its words now)."""
+
+    index: int
+    text: str
+    """The text sent to S2, tags included."""
+    transcript: str
+    """The same text without tags: what will be said."""
+
+
+@dataclass(frozen=True, slots=True)
 class SegmentEnd:
     """All audio of segment `index` has been yielded."""
 
@@ -68,7 +86,7 @@ class SegmentEnd:
     """From the segment being cut from the text to its request being sent."""
 
 
-StreamEvent = AudioChunk | SegmentEnd
+StreamEvent = AudioChunk | SegmentStart | SegmentEnd
 
 _DONE = object()
 
@@ -171,7 +189,7 @@ class SpeechStream:
             self._send_waiting()
 
     async def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        """Audio chunks in segment order, a `SegmentEnd` after each segment's last chunk.
+        """Per segment, in order: `SegmentStart`, its `AudioChunk`s, `SegmentEnd`.
 
         A failed request raises its error when its turn comes; leaving the loop early (or
         being cancelled) closes the stream and every request still open.
@@ -187,6 +205,8 @@ class SpeechStream:
                     await self._changed.wait()
                     continue
                 segment = self._sent[0]
+                transcript = tags.strip_tags(segment.text)
+                yield SegmentStart(segment.index, segment.text, transcript)
                 samples = 0
                 while (item := await segment.chunks.get()) is not _DONE:
                     if isinstance(item, BaseException):
@@ -203,7 +223,7 @@ class SpeechStream:
                 yield SegmentEnd(
                     index=segment.index,
                     text=segment.text,
-                    transcript=tags.strip_tags(segment.text),
+                    transcript=transcript,
                     samples=samples,
                     ttfa_s=(segment.first_at or segment.sent_at) - segment.sent_at,
                     wait_s=segment.sent_at - segment.cut_at,

@@ -6,7 +6,14 @@ import pytest
 from support.pcm_server import expected_samples, level, pcm_server
 
 from s2_plugin.client import S2Client, S2StatusError
-from s2_plugin.stream import AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
+from s2_plugin.stream import (
+    AudioChunk,
+    SegmentEnd,
+    SegmentStart,
+    SpeechOptions,
+    SpeechStream,
+    StreamEvent,
+)
 
 REPLY = (
     "Well, that is a very good question indeed. [whisper] Let me think about it for a moment. "
@@ -18,7 +25,7 @@ def tokens(text: str, size: int = 4) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-async def speak(stream: SpeechStream, text: str) -> list[AudioChunk | SegmentEnd]:
+async def speak(stream: SpeechStream, text: str) -> list[StreamEvent]:
     async def feed() -> None:
         for token in tokens(text):
             stream.push_text(token)
@@ -50,6 +57,12 @@ async def test_audio_comes_in_segment_order_with_exact_counts() -> None:
         assert "[" not in end.transcript
     order = [e.index for e in events]
     assert order == sorted(order), "no chunk of a later segment before an earlier one ends"
+    for end in ends:  # each segment: its start, its audio, its end
+        kinds = [type(e) for e in events if e.index == end.index]
+        assert kinds[0] is SegmentStart and kinds[-1] is SegmentEnd
+        assert set(kinds[1:-1]) == {AudioChunk}
+    starts = [e for e in events if isinstance(e, SegmentStart)]
+    assert [(s.text, s.transcript) for s in starts] == [(e.text, e.transcript) for e in ends]
 
 
 async def test_next_requests_are_open_while_the_current_one_plays() -> None:
@@ -101,13 +114,13 @@ async def test_a_failed_segment_raises_in_its_turn_after_the_audio_before_it() -
         for token in tokens(REPLY):
             stream.push_text(token)
         stream.end_input()
-        seen: list[AudioChunk | SegmentEnd] = []
+        seen: list[StreamEvent] = []
         with pytest.raises(S2StatusError, match="unknown persona"):
             async for event in stream:
                 seen.append(event)
         assert server.open_streams == 0
     assert [e.index for e in seen if isinstance(e, SegmentEnd)] == [0]
-    assert {e.index for e in seen} == {0}
+    assert {e.index for e in seen if isinstance(e, AudioChunk)} == {0}
     assert any(isinstance(e, AudioChunk) for e in seen)
 
 
@@ -119,8 +132,8 @@ async def test_cancelling_mid_reply_closes_every_open_request() -> None:
             stream.push_text(token)
         stream.end_input()
         async for event in stream:
-            assert isinstance(event, AudioChunk)
-            break  # leaving the loop closes the stream
+            if isinstance(event, AudioChunk):
+                break  # leaving the loop mid-audio closes the stream
         for _ in range(100):
             if server.open_streams == 0:
                 break

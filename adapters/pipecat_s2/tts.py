@@ -336,7 +336,7 @@ class S2TTSService(TTSService):
                 if isinstance(event, AudioChunk):
                     frame = TTSAudioRawFrame(event.pcm, self.sample_rate, 1, context_id=context_id)
                     await self.append_to_audio_context(context_id, frame)
-                else:
+                elif isinstance(event, SegmentEnd):
                     await self._end_segment(reply, event)
         except (S2Error, ValueError) as e:
             self._failed_contexts.add(context_id)

@@ -32,7 +32,7 @@ from s2_plugin.audio import check_rate
 from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2StatusError, S2TimeoutError
 from s2_plugin.personas import Persona
 from s2_plugin.protocol import DEFAULT_URL
-from s2_plugin.stream import AudioChunk, SpeechOptions, SpeechStream
+from s2_plugin.stream import AudioChunk, SegmentStart, SpeechOptions, SpeechStream
 
 from .log import logger
 from .models import TTSSampleRate
@@ -298,21 +298,25 @@ def _speech_stream(tts: TTS, opts: _TTSOptions, conn_options: APIConnectOptions)
 
 
 async def _emit(speech: SpeechStream, output_emitter: tts.AudioEmitter) -> None:
-    """Push the reply's audio, and each segment's words (tags stripped) with its time span."""
+    """Push the reply's audio, and each segment's words (tags stripped) with its time span.
+
+    The words go out as the segment starts, so captions don't wait for its last audio; an
+    empty string with the end time closes the span once its length is known.
+    """
     spoken = 0
     async for event in speech:
         if isinstance(event, AudioChunk):
             output_emitter.push(event.pcm)
-            continue
-        start = spoken / speech.sample_rate
-        spoken += event.samples
-        output_emitter.push_timed_transcript(
-            TimedString(
-                (" " if event.index else "") + event.transcript,
-                start_time=start,
-                end_time=spoken / speech.sample_rate,
+        elif isinstance(event, SegmentStart):
+            text = (" " if event.index else "") + event.transcript
+            output_emitter.push_timed_transcript(
+                TimedString(text, start_time=spoken / speech.sample_rate)
             )
-        )
+        else:
+            spoken += event.samples
+            output_emitter.push_timed_transcript(
+                TimedString("", end_time=spoken / speech.sample_rate)
+            )
 
 
 @contextlib.contextmanager
