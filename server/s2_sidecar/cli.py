@@ -243,7 +243,7 @@ def _download(args: argparse.Namespace) -> int:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
     except ImportError as e:
-        raise UsageError("downloading needs huggingface_hub: install s2-plugin[sglang]") from e
+        raise UsageError("downloading needs huggingface_hub: install s2-plugin[server]") from e
     try:
         path = snapshot_download(args.model, revision=args.revision)
     except LocalEntryNotFoundError as e:

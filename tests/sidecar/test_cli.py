@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import soundfile as sf
-from support.sidecar import PERSONAS_TOML, SidecarProcess
+from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "s2_sidecar", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "s2_sidecar", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -45,7 +50,11 @@ def test_unreachable_sidecar_is_a_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 1 and "s2-sidecar serve" in done.stderr
 
 
-def test_download_explains_what_is_missing() -> None:
-    done = cli("download")
-    assert done.returncode == 2
-    assert "huggingface_hub" in done.stderr or "cannot download" in done.stderr
+def test_download_without_a_reachable_hub_says_what_to_do(tmp_path: Path) -> None:
+    # A hub on a closed loopback port and an empty cache: offline, whatever this machine reaches.
+    hub = {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HOME": str(tmp_path / "hf")}
+    done = cli("download", env=hub)
+    assert done.returncode == 2, done.stderr
+    assert "cannot download fishaudio/s2-pro" in done.stderr
+    assert "connect to the internet" in done.stderr
+    assert "Traceback" not in done.stderr
