@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -143,7 +143,7 @@ class S2Client:
             raise ValueError(describe(e)) from None
         body = request.model_dump(exclude_none=True)
         url = self.base_url + SPEECH_PATH
-        try:
+        with self._errors(f"no audio from {url} for too long"):
             async with self._http().post(
                 url, json=body, headers=self._headers, timeout=self._timeout
             ) as response:
@@ -154,12 +154,6 @@ class S2Client:
                 async with contextlib.aclosing(read_pcm(response)) as chunks:
                     async for pcm in chunks:
                         yield pcm
-        except S2Error:
-            raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise S2TimeoutError(f"no audio from {url} for too long: {e}") from None
-        except aiohttp.ClientError as e:
-            raise S2ConnectionError(_connection_message(self.base_url, e)) from None
 
     async def synthesize(self, text: str, *, voice: str = "default", **params: Any) -> bytes:
         """The whole of `text` as PCM, for callers that don't stream."""
@@ -222,7 +216,7 @@ class S2Client:
         self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any
     ) -> Any:
         url = self.base_url + path
-        try:
+        with self._errors(f"{method} {url} timed out"):
             async with self._http().request(
                 method, url, headers=self._headers, timeout=self._timeout, **kwargs
             ) as response:
@@ -231,10 +225,14 @@ class S2Client:
                 if response.status == 204:
                     return None
                 return await response.json(content_type=None)
-        except S2Error:
-            raise
+
+    @contextlib.contextmanager
+    def _errors(self, timed_out: str) -> Iterator[None]:
+        """aiohttp's exceptions as ours; `timed_out` says what took too long."""
+        try:
+            yield
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise S2TimeoutError(f"{method} {url} timed out: {e}") from None
+            raise S2TimeoutError(f"{timed_out}: {e}") from None
         except aiohttp.ClientError as e:
             raise S2ConnectionError(_connection_message(self.base_url, e)) from None
 
