@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 from s2_sidecar import clips
 from s2_sidecar.errors import BadRequest
+from support.signals import speechlike
 
 from s2_plugin.audio import samples
 from s2_plugin.protocol import SAMPLE_RATE
@@ -18,11 +19,6 @@ def encode(x: np.ndarray, rate: int, fmt: str = "WAV") -> bytes:
     buf = io.BytesIO()
     sf.write(buf, x, rate, format=fmt)
     return buf.getvalue()
-
-
-def speechlike(seconds: float, rate: int, level: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return level * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
 
 
 def test_stereo_48k_flac_becomes_44k_mono_int16_at_the_target_level() -> None:

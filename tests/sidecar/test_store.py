@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from s2_sidecar.errors import Conflict, NotFound
 from s2_sidecar.store import PersonaStore
+from support.signals import speechlike
 
 from s2_plugin.audio import float_to_pcm16, wav_bytes
-
-from .test_clips import speechlike
 
 CLIP = wav_bytes(float_to_pcm16(speechlike(12, 22050)), 22050)
 
