@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 from pipecat_s2 import S2TTSService
 
-from s2_plugin.audio import ulaw_encode
+from s2_plugin.audio import ulaw_encode, wav_bytes
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.protocol import Health
 
@@ -140,14 +139,6 @@ async def wait_ready(client: S2Client, proc: subprocess.Popen[bytes]) -> Health:
     raise SystemExit(f"the sidecar was not ready after {STARTUP_TIMEOUT_S} s")
 
 
-def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm)
-
-
 def write_ulaw_wav(path: Path, ulaw: bytes) -> None:
     """8 kHz G.711 mu-law in a WAV container (format 7), as telephony tools read it."""
     fmt = struct.pack("<HHIIHHH", 7, 1, 8000, 8000, 1, 8, 0)
@@ -168,7 +159,7 @@ async def main(out: Path, engine: str) -> None:
             if rate == 8000:
                 write_ulaw_wav(path, ulaw_encode(pcm))
             else:
-                write_wav(path, pcm, rate)
+                path.write_bytes(wav_bytes(pcm, rate))
             print(f"\n{path}: {len(pcm) / 2 / rate:.2f} s at {rate} Hz")
             print("  from the LLM's first token: audio ready | plays from | silence before it")
             plays_until = sentences[0][1] if sentences else 0.0

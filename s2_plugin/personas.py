@@ -6,6 +6,7 @@ import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from s2_plugin import tags
@@ -85,6 +86,12 @@ class Persona:
         return data
 
     def content_hash(self) -> str:
+        """The persona's identity; the clip is read and hashed once per `Persona` object."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
+        # Adapters check registration on every reply: that must not re-read a clip from disk.
         return content_hash(self.clip_bytes(), self.transcript, self.style)
 
 

@@ -82,8 +82,6 @@ class SegmentEnd:
     """Samples yielded for this segment, at the stream's sample rate."""
     ttfa_s: float
     """From sending the request to its first PCM byte."""
-    wait_s: float
-    """From the segment being cut from the text to its request being sent."""
 
 
 StreamEvent = AudioChunk | SegmentStart | SegmentEnd
@@ -95,7 +93,6 @@ _DONE = object()
 class _Segment:
     index: int
     text: str
-    cut_at: float = field(default_factory=time.perf_counter)
     sent_at: float = 0.0
     first_at: float | None = None
     chunks: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
@@ -226,7 +223,6 @@ class SpeechStream:
                     transcript=transcript,
                     samples=samples,
                     ttfa_s=(segment.first_at or segment.sent_at) - segment.sent_at,
-                    wait_s=segment.sent_at - segment.cut_at,
                 )
         finally:
             if not finished:

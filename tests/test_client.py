@@ -1,9 +1,9 @@
 import asyncio
-import socket
 
 import numpy as np
 import pytest
 from support.pcm_server import expected_samples, level, pcm_server
+from support.sidecar import free_port
 
 from s2_plugin.client import S2Client, S2ConnectionError, S2StatusError, S2TimeoutError
 
@@ -84,10 +84,7 @@ async def test_a_dropped_connection_is_a_connection_error() -> None:
 
 
 async def test_a_dead_server_says_how_to_fix_it() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    async with S2Client(f"http://127.0.0.1:{port}") as client:
+    async with S2Client(f"http://127.0.0.1:{free_port()}") as client:
         with pytest.raises(S2ConnectionError, match="s2-sidecar serve"):
             await collect(client)
 

@@ -76,6 +76,15 @@ def test_persona_hash_is_the_same_from_bytes_or_path(tmp_path: Path) -> None:
     assert from_path.content_hash() == content_hash(CLIP, "Hi.", "warm")
 
 
+def test_persona_hash_reads_the_clip_once(tmp_path: Path) -> None:
+    clip_file = tmp_path / "ava.wav"
+    clip_file.write_bytes(CLIP)
+    persona = Persona(name="ava", clip=clip_file, transcript="Hi.")
+    first = persona.content_hash()
+    clip_file.unlink()  # a second read would fail
+    assert persona.content_hash() == first == content_hash(CLIP, "Hi.", None)
+
+
 def test_missing_clip_file(tmp_path: Path) -> None:
     p = Persona(name="ava", clip=tmp_path / "nope.wav", transcript="Hi.")
     with pytest.raises(PersonaError, match="cannot read the clip of 'ava'"):
