@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--sglang-args", default="", help="extra `sgl-omni serve` arguments")
     g.add_argument("--sglang-read-timeout", type=float, default=30.0, help="stall limit, s")
     g.add_argument("--sglang-backoff", type=float, default=1.0, help="first restart delay, s")
+    g.add_argument(
+        "--sglang-health-interval",
+        type=float,
+        default=10.0,
+        help="health check period, s; 3 failures in a row relaunch a wedged SGLang-Omni",
+    )
     serve.set_defaults(run=_serve)
 
     personas = sub.add_parser("personas", help="manage the personas of a running sidecar")
@@ -155,6 +161,7 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
         extra_args=shlex.split(args.sglang_args),
         read_timeout=args.sglang_read_timeout,
         backoff=(args.sglang_backoff, 60.0),
+        health_interval=args.sglang_health_interval,
     )
     if args.stream_stride is not None:
         launch.stream_stride = args.stream_stride

@@ -55,6 +55,7 @@ def s2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProces
         "--sglang-port", str(port),
         "--sglang-read-timeout", "1",
         "--sglang-backoff", "0.2",
+        "--sglang-health-interval", "0.3",
         "--stream-stride", "4",
     ]  # fmt: skip
     root = tmp_path_factory.mktemp("sglang")
@@ -206,3 +207,21 @@ async def test_crash_reports_unhealthy_then_restarts(
         await asyncio.sleep(0.05)
     else:
         pytest.fail("no warm-up after the restart")
+
+
+async def test_a_wedged_process_is_killed_and_relaunched(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    restarts = sidecar.metrics()["s2_engine_restarts_total"]
+    await upstream.control(mode="wedge")  # alive, but /health and speech hang
+    start = time.perf_counter()
+    while (health := sidecar.health())[0] == 200:
+        assert time.perf_counter() - start < 10, "a wedged SGLang-Omni still counts as ready"
+        await asyncio.sleep(0.05)
+    assert "stopped answering /health" in str(health[1]["detail"])
+    sidecar.wait_ready(30)
+    async with S2Client(sidecar.url) as client:
+        pcm = await client.synthesize(TEXT, voice="joe")
+    assert len(pcm) == 2 * len(expected_pcm(TEXT))
+    assert sidecar.metrics()["s2_engine_restarts_total"] == restarts + 1

@@ -10,8 +10,8 @@ Run as the engine's command: `python sglang_standin.py serve --model-path M --ho
   `sglang_omni.serve.protocol.CreateSpeechRequest`; answers raw int16 44.1 kHz PCM, chunked by
   the strides (2048 samples a frame), headers sent with the first chunk, as 0.1.9 does. Audio
   is 6 frames per word of `input`, every sample equal to `len(input)` (easy to check).
-- `POST /standin/control` `{"mode": "ok|reject|crash|stall", "frame_s": 0.0, "stamp": false}`:
-  how the next requests go. `frame_s` paces generation per frame; `stamp` puts the send time
+- `POST /standin/control` `{"mode": "ok|reject|crash|stall|wedge", "frame_s": 0.0, "stamp":
+  false}`: how the next requests go; `wedge` hangs `/health` and speech with the process alive. `frame_s` paces generation per frame; `stamp` puts the send time
   (`time.perf_counter_ns()`, int64, in the first 8 bytes of the first chunk) for benchmarks.
 - `GET /standin/state`: `{"argv", "active", "cancelled"}`; `GET /standin/requests`: raw bodies.
 """
@@ -63,6 +63,8 @@ class StandIn:
         return app
 
     async def health(self, request: web.Request) -> web.Response:
+        if self.mode == "wedge":
+            await asyncio.sleep(3600)
         if time.monotonic() < self.ready_at:
             return web.json_response({"status": "starting"}, status=503)
         return web.json_response({"status": "healthy", "running": True})
@@ -104,7 +106,7 @@ class StandIn:
         value = len(req.input) % 32768
         self.active += 1
         try:
-            if self.mode == "stall":
+            if self.mode in ("stall", "wedge"):
                 await asyncio.sleep(3600)
             response = web.StreamResponse(
                 headers={

@@ -60,6 +60,10 @@ class Launch:
     """Longest silence tolerated from SGLang-Omni inside a request before it is called stalled."""
     backoff: tuple[float, float] = (1.0, 60.0)
     """First and longest wait before relaunching a process that died."""
+    health_interval: float = 10.0
+    """How often a ready SGLang-Omni's /health is checked; a check slower than this fails."""
+    health_failures: int = 3
+    """Failed checks in a row after which a wedged process (alive, not answering) is relaunched."""
 
     def argv(self, port: int) -> list[str]:
         return [
@@ -194,29 +198,51 @@ class SGLangOmniEngine:
                 log.info("SGLang-Omni ready at %s", self._base_url)
                 if self.on_ready:
                     self.on_ready()
-            code = await self._proc.wait()
+                why = await self._watch(self._proc)
+            else:
+                why = f"exited with code {await self._proc.wait()}"
             if ready_at is not None and time.monotonic() - ready_at > longest:
                 delay = first  # it ran well for a while: this is a fresh failure
             self._status = "unhealthy"
-            self._detail = f"SGLang-Omni exited with code {code}; restarting in {delay:.1f} s"
+            self._detail = f"SGLang-Omni {why}; restarting in {delay:.1f} s"
             log.error(self._detail)
             await asyncio.sleep(delay)
             delay = min(delay * 2, longest)
             self.metrics.engine_restarts.inc()
 
+    async def _watch(self, proc: asyncio.subprocess.Process) -> str:
+        """Wait for a ready process to end; kill it if it stops answering /health.
+
+        A wedged SGLang-Omni (a stuck scheduler, a hung GPU) never exits by itself, and every
+        request to it would stall until its read timeout: killing it lets the supervisor relaunch.
+        """
+        interval, limit = self.launch.health_interval, self.launch.health_failures
+        failures = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                return f"exited with code {await asyncio.wait_for(proc.wait(), interval)}"
+            failures = 0 if await self._healthy(timeout=interval) else failures + 1
+            if failures >= limit:
+                log.error("SGLang-Omni failed %d health checks in a row; killing it", failures)
+                await self._terminate()
+                return f"stopped answering /health ({failures} checks in a row)"
+
+    async def _healthy(self, timeout: float) -> bool:
+        assert self._session is not None
+        try:
+            async with self._session.get(
+                self._base_url + HEALTH_PATH, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
     async def _wait_healthy(self, proc: asyncio.subprocess.Process) -> float | None:
         """Poll /health until 200; None if the process died or never became healthy."""
-        assert self._session is not None
         deadline = time.monotonic() + self.launch.startup_timeout
         while proc.returncode is None:
-            try:
-                async with self._session.get(
-                    self._base_url + HEALTH_PATH, timeout=aiohttp.ClientTimeout(total=5)
-                ) as r:
-                    if r.status == 200:
-                        return time.monotonic()
-            except (aiohttp.ClientError, TimeoutError):
-                pass
+            if await self._healthy(timeout=5):
+                return time.monotonic()
             if time.monotonic() > deadline:
                 log.error("SGLang-Omni not healthy after %.0f s", self.launch.startup_timeout)
                 await self._terminate()
