@@ -11,8 +11,9 @@ Run as the engine's command: `python sglang_standin.py serve --model-path M --ho
   the strides (2048 samples a frame), headers sent with the first chunk, as 0.1.9 does. Audio
   is 6 frames per word of `input`, every sample equal to `len(input)` (easy to check).
 - `POST /standin/control` `{"mode": "ok|reject|crash|stall|wedge", "frame_s": 0.0, "stamp":
-  false}`: how the next requests go; `wedge` hangs `/health` and speech with the process alive. `frame_s` paces generation per frame; `stamp` puts the send time
-  (`time.perf_counter_ns()`, int64, in the first 8 bytes of the first chunk) for benchmarks.
+  false}`: how the next requests go; `wedge` hangs `/health` and speech with the process alive.
+  `frame_s` paces generation per frame; `stamp` puts the send time (`time.perf_counter_ns()`,
+  int64, in the first 8 bytes of the first chunk) for benchmarks.
 - `GET /standin/state`: `{"argv", "active", "cancelled"}`; `GET /standin/requests`: raw bodies.
 """
 
