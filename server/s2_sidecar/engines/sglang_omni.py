@@ -217,10 +217,14 @@ class SGLangOmniEngine:
         request to it would stall until its read timeout: killing it lets the supervisor relaunch.
         """
         interval, limit = self.launch.health_interval, self.launch.health_failures
-        failures = 0
+        loop = asyncio.get_running_loop()
+        failures, next_check = 0, loop.time() + interval
         while True:
             with contextlib.suppress(TimeoutError):
-                return f"exited with code {await asyncio.wait_for(proc.wait(), interval)}"
+                code = await asyncio.wait_for(proc.wait(), max(0.0, next_check - loop.time()))
+                return f"exited with code {code}"
+            # A slow check eats into the next period, so a wedge is found within limit + 1 periods.
+            next_check += interval
             failures = 0 if await self._healthy(timeout=interval) else failures + 1
             if failures >= limit:
                 log.error("SGLang-Omni failed %d health checks in a row; killing it", failures)
