@@ -81,7 +81,7 @@ def ours(tokens: list[str]) -> tuple[int, str, float, list[float]]:
         cost = (time.perf_counter_ns() - t0) / 1000
         costs.append(cost)
         if out and first is None:
-            first = (k, out[0], cost)
+            first = (k, out[0].text, cost)
     t0 = time.perf_counter_ns()
     seg.flush()
     costs.append((time.perf_counter_ns() - t0) / 1000)

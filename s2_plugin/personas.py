@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -137,3 +138,69 @@ def load_personas(path: Path) -> list[Persona]:
             )
         )
     return personas
+
+
+MAX_CAST = 100
+"""Speaker tags run from `<|speaker:0|>` to `<|speaker:99|>`."""
+
+
+def validate_cast(names: Sequence[str]) -> list[str]:
+    """Return `names` as a cast (speaker N = the Nth name), else raise `PersonaError`."""
+    if not names:
+        raise PersonaError("the cast is empty; name one persona per speaker, speaker 0 first")
+    if len(names) > MAX_CAST:
+        raise PersonaError(f"a cast has at most {MAX_CAST} speakers, got {len(names)}")
+    for name in names:
+        validate_name(name)
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise PersonaError(
+            f"the cast names {', '.join(doubled)} more than once; "
+            "each speaker needs its own persona"
+        )
+    return list(names)
+
+
+def describe_cast(names: Sequence[str]) -> str:
+    """`<|speaker:0|> ava, <|speaker:1|> ben`: how error messages show a cast."""
+    return ", ".join(f"{tags.speaker_tag(i)} {name}" for i, name in enumerate(names))
+
+
+def check_speakers(text: str, names: Sequence[str]) -> None:
+    """Raise `PersonaError` when a speaker tag in `text` names nobody in the cast `names`."""
+    for n in tags.speakers(text):
+        if n >= len(names):
+            raise _no_one(n, names)
+
+
+def _no_one(speaker: int, names: Sequence[str]) -> PersonaError:
+    return PersonaError(
+        f"{tags.speaker_tag(speaker)} names no one: the cast has {len(names)} speaker"
+        f"{'s' if len(names) != 1 else ''} ({describe_cast(names)}); "
+        "add a persona to the cast or use a lower speaker number"
+    )
+
+
+@dataclass(frozen=True)
+class Cast:
+    """Personas that speak together, in order: `<|speaker:N|>` is the Nth."""
+
+    personas: tuple[Persona, ...]
+
+    def __init__(self, personas: Iterable[Persona]) -> None:
+        members = tuple(personas)
+        validate_cast([p.name for p in members])
+        object.__setattr__(self, "personas", members)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.personas]
+
+    def __len__(self) -> int:
+        return len(self.personas)
+
+    def __getitem__(self, speaker: int) -> Persona:
+        """The persona of speaker `speaker`; `PersonaError` when the cast has none."""
+        if not 0 <= speaker < len(self.personas):
+            raise _no_one(speaker, self.names)
+        return self.personas[speaker]

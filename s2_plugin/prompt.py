@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from s2_plugin import tags
+from s2_plugin.personas import Cast, validate_cast
 
 EXAMPLE_TAGS = ("[whisper]", "[laugh]", "[sigh]", "[excited]", "[pause]", "[serious]")
 
@@ -20,23 +23,32 @@ brackets for anything else."""
 
 _STYLE = "\nYour default speaking style is [{style}]; you don't need to write that cue yourself."
 
-_SPEAKERS = (
-    "\nTo switch between voices in one reply, start each part with <|speaker:0|>, "
-    "<|speaker:1|> and so on."
-)
+# No tag at the start: a reply starts with speaker 0, and SGLang-Omni 0.1.9 puts <|speaker:0|>
+# before every input itself (models/fishaudio_s2_pro/tokenizer.py, build_prompt).
+_CAST = """
+Several voices speak in your replies: {names}. Every reply starts in {first}'s voice. Right \
+before the words of another voice, write its speaker tag: {switches}. Write a tag only where \
+the voice changes, even in the middle of a sentence, never at the very start of a reply, and \
+never use these tags for anything else."""
 
 
-def tag_guide(style: str | None = None, *, speakers: bool = False) -> str:
+def tag_guide(style: str | None = None, *, cast: Cast | Sequence[str] | None = None) -> str:
     """Text to append to an LLM's system prompt so its replies use S2 tags well.
 
     `style` is the persona's default style (applied by the sidecar to every request); naming it
-    here keeps the LLM from repeating it. `speakers` adds the multi-speaker syntax.
+    here keeps the LLM from repeating it. `cast` (personas or their names, speaker 0 first)
+    teaches the speaker tags that switch between them.
     """
     guide = _GUIDE.format(examples=", ".join(EXAMPLE_TAGS))
     if style:
         cue = style.strip().strip("[]")
         tags.validate(f"[{cue}]")
         guide += _STYLE.format(style=cue)
-    if speakers:
-        guide += _SPEAKERS
+    if cast is not None:
+        names = validate_cast(cast.names if isinstance(cast, Cast) else cast)
+        if len(names) > 1:
+            switches = ", ".join(
+                f"{tags.speaker_tag(i)} for {name}" for i, name in enumerate(names)
+            )
+            guide += _CAST.format(names=", ".join(names), first=names[0], switches=switches)
     return guide

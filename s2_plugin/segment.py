@@ -12,12 +12,19 @@ the next sentence or is a tag-only tail that must stay with this one, and whethe
 word ("he said. and") continues the sentence. LLM tokenizers attach the space to the next
 word (" World"), so this rarely costs a fragment.
 
+Speakers: a `<|speaker:N|>` tag after words ends the segment before it, so every segment has
+one speaker, and every segment carries it, also one cut in the middle of a turn (a sentence
+of speaker 1 after `<|speaker:1|> Hello there,`). A reply starts with speaker 0.
+
 The decisions depend on the text alone, never on how it was cut into fragments: pushing a
 reply token by token gives the same segments as pushing it in one piece.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from s2_plugin import tags
 from s2_plugin.tags import MAX_TAG_CHARS
 
 _SENTENCE_MARKS = frozenset(".!?…。！？")  # noqa: RUF001
@@ -91,6 +98,14 @@ def _no_sentence_end(buf: str, i: int) -> bool:
     return word.lower() in _ABBREVIATIONS
 
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One request's text, tags as written, and the speaker (cast index) who says it."""
+
+    text: str
+    speaker: int = 0
+
+
 class Segmenter:
     """Cuts one reply's streamed text into segments for S2, one request each."""
 
@@ -132,6 +147,7 @@ class Segmenter:
         self._pos = 0  # next character of _buf to scan
         self._first = True  # no segment of this reply has left yet
         self._cut_chars = 0  # characters of this reply in segments that have left
+        self._speaker = 0  # who speaks at the start of the current segment
         self._new_segment()
 
     def _new_segment(self) -> None:
@@ -145,7 +161,7 @@ class Segmenter:
         self._cancel_on_lower = False  # a lowercase next word means the sentence goes on
         self._cancel_on_digit = False  # "No. 5": a number next means it was an abbreviation
 
-    def push(self, fragment: str) -> list[str]:
+    def push(self, fragment: str) -> list[Segment]:
         """Add one fragment; return the segments it completes, at once."""
         if not isinstance(fragment, str):
             raise ValueError(f"push takes text (str), got {type(fragment).__name__}")
@@ -154,7 +170,7 @@ class Segmenter:
         self._buf += fragment
         return self._scan(final=False)
 
-    def flush(self) -> list[str]:
+    def flush(self) -> list[Segment]:
         """End the reply: return the remaining segments (possibly none) and start afresh.
 
         A tail without words (tags, punctuation) joins the segment before it; a reply without
@@ -162,12 +178,25 @@ class Segmenter:
         """
         out = self._scan(final=True)
         if self._words:
-            out.append(self._buf.strip())
+            out.append(self._segment(self._buf.strip()))
         self.reset()
         return out
 
-    def _scan(self, final: bool) -> list[str]:
-        out: list[str] = []
+    def _segment(self, text: str) -> Segment:
+        """`text` as a Segment: its speaker is the last speaker tag before its first word."""
+        speaker = self._speaker
+        for tag in tags.find_tags(text):
+            n = tags.speaker_of(tag.raw)
+            if n is not None:
+                if tags.has_speech(text[: tag.start]):
+                    # Only a tag-only tail has a speaker tag after words; it speaks nothing.
+                    self._speaker = n
+                    continue
+                speaker = self._speaker = n
+        return Segment(text, speaker)
+
+    def _scan(self, final: bool) -> list[Segment]:
+        out: list[Segment] = []
         buf = self._buf
         i = self._pos
         while i < len(buf):
@@ -181,7 +210,7 @@ class Segmenter:
                         i = self._last_clause = self._split
                         self._split = None
                         continue
-                    out.append(buf[: self._split].strip())
+                    out.append(self._segment(buf[: self._split].strip()))
                     self._cut_chars += self._split
                     buf = buf[self._split :]
                     self._buf = buf
@@ -193,6 +222,9 @@ class Segmenter:
                     end = _tag_end(buf, i, final)
                     if end is None:
                         break
+                    if end > 0 and tags.speaker_of(buf[i:end]) is not None:
+                        # A new speaker: the next word starts a segment whatever it looks like.
+                        self._cancel_on_lower = self._cancel_on_digit = False
                     i = end if end > 0 else i + 1
                     continue
                 i += 1
@@ -239,6 +271,10 @@ class Segmenter:
                 if tag_end is None:
                     break
                 self._in_word = False
+                if self._words and tag_end > 0 and tags.speaker_of(buf[i:tag_end]) is not None:
+                    self._split_at(i)  # a segment holds one speaker: cut before the switch
+                    i = tag_end
+                    continue
                 end = tag_end if tag_end > 0 else i + 1
             elif c != "'" and c != "’":  # noqa: RUF001 (an apostrophe keeps "don't" one word)
                 self._in_word = False

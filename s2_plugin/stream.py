@@ -130,14 +130,14 @@ class SpeechStream:
     def push_text(self, fragment: str) -> None:
         """Add LLM text; each segment it completes is sent as soon as a slot is free."""
         self._check_open()
-        for text in self._segmenter.push(fragment):
-            self._add(text)
+        for segment in self._segmenter.push(fragment):
+            self._add(segment.text)
 
     def end_input(self) -> None:
         """No more text for this reply: send what the segmenter still holds."""
         self._check_open()
-        for text in self._segmenter.flush():
-            self._add(text)
+        for segment in self._segmenter.flush():
+            self._add(segment.text)
         self._ended = True
         self._changed.set()
 

@@ -133,3 +133,13 @@ def apply_style(text: str, style: str | None) -> str:
 def speakers(text: str) -> list[int]:
     """Speaker numbers named by `<|speaker:N|>` tags, in order of appearance."""
     return [int(m.group(1)) for m in _SPEAKER_RE.finditer(text)]
+
+
+def speaker_of(tag: str) -> int | None:
+    """N when `tag` is exactly `<|speaker:N|>`, else None."""
+    m = _SPEAKER_RE.fullmatch(tag)
+    return int(m.group(1)) if m else None
+
+
+def speaker_tag(speaker: int) -> str:
+    return f"<|speaker:{speaker}|>"

@@ -7,12 +7,16 @@ from pathlib import Path
 import pytest
 
 from s2_plugin.personas import (
+    MAX_CAST,
     MAX_CLIP_BYTES,
     MAX_TRANSCRIPT_CHARS,
+    Cast,
     Persona,
     PersonaError,
+    check_speakers,
     content_hash,
     load_personas,
+    validate_cast,
     validate_name,
 )
 from s2_plugin.tags import TagError
@@ -206,3 +210,43 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_file_without_personas(tmp_path: Path, text: str) -> None:
     with pytest.raises(PersonaError, match=r"has no \[\[persona\]\] tables"):
         load_personas(write(tmp_path, text))
+
+
+# --- casts
+
+
+def _persona(name: str) -> Persona:
+    return Persona(name, CLIP, f"I am {name}.")
+
+
+def test_a_cast_maps_speaker_numbers_to_personas_in_order() -> None:
+    ava, ben = _persona("ava"), _persona("ben")
+    cast = Cast([ava, ben])
+    assert cast[0] is ava and cast[1] is ben
+    assert cast.names == ["ava", "ben"] and len(cast) == 2
+    with pytest.raises(PersonaError, match=r"<\|speaker:2\|> names no one.*2 speakers"):
+        cast[2]
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ([], "the cast is empty"),
+        (["ava", "ben", "ava"], "names ava more than once"),
+        (["ava", "../x"], "not allowed"),
+        ([f"p{i}" for i in range(MAX_CAST + 1)], f"at most {MAX_CAST} speakers"),
+    ],
+)
+def test_a_bad_cast_says_what_to_change(names: list[str], message: str) -> None:
+    with pytest.raises(PersonaError, match=message):
+        validate_cast(names)
+
+
+def test_a_speaker_tag_beyond_the_cast_is_named_with_the_cast() -> None:
+    check_speakers("<|speaker:1|> fine", ["ava", "ben"])
+    with pytest.raises(PersonaError) as e:
+        check_speakers("Hi. <|speaker:1|> Yo. <|speaker:2|> Hey.", ["ava", "ben"])
+    assert str(e.value) == (
+        "<|speaker:2|> names no one: the cast has 2 speakers (<|speaker:0|> ava, "
+        "<|speaker:1|> ben); add a persona to the cast or use a lower speaker number"
+    )

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s2_plugin.segment import Segmenter
+from s2_plugin import tags
+from s2_plugin.segment import Segment, Segmenter
 from s2_plugin.tags import MAX_TAG_CHARS
 
 # Tags as the segmenter knows them: bounded, on one line.
@@ -17,17 +18,25 @@ _TAG_RE = re.compile(rf"\[[^\[\]\n]{{0,{MAX_TAG_CHARS}}}\]|<\|[^\n]{{0,{MAX_TAG_
 EAGER: dict[str, int] = {"first_min_words": 1, "min_words": 1}
 
 
-def run(text: str, pieces: list[str] | None = None, /, **kwargs: int) -> list[str]:
+def segments(text: str, pieces: list[str] | None = None, /, **kwargs: int) -> list[Segment]:
     """Push `pieces` (default: the text in one piece), then flush."""
     seg = Segmenter(**kwargs)
-    out: list[str] = []
+    out: list[Segment] = []
     for piece in pieces if pieces is not None else [text]:
         out += seg.push(piece)
     return out + seg.flush()
 
 
+def run(text: str, pieces: list[str] | None = None, /, **kwargs: int) -> list[str]:
+    return [s.text for s in segments(text, pieces, **kwargs)]
+
+
 def chars(text: str, **kwargs: int) -> list[str]:
     return run(text, list(text), **kwargs)
+
+
+def texts_of(segmenter_output: list[Segment]) -> list[str]:
+    return [s.text for s in segmenter_output]
 
 
 def squash(text: str) -> str:
@@ -41,11 +50,11 @@ def test_first_segment_leaves_at_first_clause_with_enough_words() -> None:
     seg = Segmenter(first_min_words=4)
     assert seg.push("Well, I think,") == []  # 1 and then 3 words: too few
     assert seg.push(" all things considered, ") == []  # undecided until the next word
-    assert seg.push("we") == ["Well, I think, all things considered,"]
+    assert texts_of(seg.push("we")) == ["Well, I think, all things considered,"]
     assert seg.push(" should go, then come back.") == []  # later ones wait for a sentence end
     assert seg.push(" ") == []  # undecided: " okay" would continue the sentence
-    assert seg.push("Okay then.") == ["we should go, then come back."]
-    assert seg.flush() == ["Okay then."]
+    assert texts_of(seg.push("Okay then.")) == ["we should go, then come back."]
+    assert texts_of(seg.flush()) == ["Okay then."]
 
 
 @pytest.mark.parametrize("mark", [",", ";", ":", " —", "—", "."])
@@ -78,10 +87,10 @@ def test_boundary_is_decided_by_the_next_word() -> None:
     seg = Segmenter(**EAGER)
     assert seg.push("Hello.") == []
     assert seg.push(" ") == []
-    assert seg.push("W") == ["Hello."]
-    assert seg.flush() == ["W"]
+    assert texts_of(seg.push("W")) == ["Hello."]
+    assert texts_of(seg.flush()) == ["W"]
     seg = Segmenter(**EAGER)
-    assert seg.push("Hello. W") == ["Hello."]
+    assert texts_of(seg.push("Hello. W")) == ["Hello."]
 
 
 def test_boundary_after_closing_quote() -> None:
@@ -187,8 +196,8 @@ def test_tag_open_across_fragments_holds_the_boundary() -> None:
     seg = Segmenter(**EAGER)
     assert seg.push("Hi there. [whis") == []
     assert seg.push("per, softly. ") == []  # marks inside a tag are no boundaries
-    assert seg.push("] Come") == ["Hi there."]
-    assert seg.flush() == ["[whisper, softly. ] Come"]
+    assert texts_of(seg.push("] Come")) == ["Hi there."]
+    assert texts_of(seg.flush()) == ["[whisper, softly. ] Come"]
 
 
 def test_marks_inside_tags_never_split() -> None:
@@ -215,12 +224,52 @@ def test_speaker_tags_are_atomic() -> None:
     seg = Segmenter(**EAGER)
     assert seg.push("Hello there. <|spea") == []
     assert seg.push("ker:1|") == []
-    assert seg.push("> Hi") == ["Hello there."]
+    assert seg.push("> Hi") == [Segment("Hello there.", 0)]
+
+
+def test_a_segment_cut_mid_turn_keeps_its_speaker() -> None:
+    # The issue's own example: the second clause was spoken by speaker 0.
+    text = "<|speaker:1|> Hello there my friend, how are you doing today? Fine, I hope."
+    assert segments(text) == [
+        Segment("<|speaker:1|> Hello there my friend,", 1),
+        Segment("how are you doing today?", 1),
+        Segment("Fine, I hope.", 1),
+    ]
+
+
+def test_a_speaker_switch_mid_sentence_ends_the_segment() -> None:
+    text = (
+        "Let me hand you over to <|speaker:1|> me, Ben. I handle refunds. "
+        "I can help with that today. <|speaker:0|> thanks Ben!"
+    )
+    expected = [
+        Segment("Let me hand you over to", 0),
+        Segment("<|speaker:1|> me, Ben. I handle refunds.", 1),  # "me, Ben." is too short
+        Segment("I can help with that today.", 1),
+        Segment("<|speaker:0|> thanks Ben!", 0),
+    ]
+    assert segments(text) == expected
+    assert segments(text, list(text)) == expected
+
+
+def test_one_word_before_a_switch_is_a_segment() -> None:
+    assert segments("Yes <|speaker:1|> No way, not today.") == [
+        Segment("Yes", 0),
+        Segment("<|speaker:1|> No way, not today.", 1),
+    ]
+
+
+def test_each_reply_starts_with_speaker_zero() -> None:
+    seg = Segmenter()
+    assert seg.push("<|speaker:1|> One two three four. ") == []
+    assert seg.flush() == [Segment("<|speaker:1|> One two three four.", 1)]
+    assert seg.push("Five six seven eight.") == []
+    assert seg.flush() == [Segment("Five six seven eight.", 0)]
 
 
 def test_stray_bracket_does_not_hold_text_forever() -> None:
     seg = Segmenter(**EAGER)
-    out = seg.push("Look [here. " + "Word " * 20 + "end. Next")
+    out = texts_of(seg.push("Look [here. " + "Word " * 20 + "end. Next"))
     assert out == ["Look [here.", "Word " * 19 + "Word end."]
 
 
@@ -303,21 +352,21 @@ def test_early_in_a_reply_clause_ends_still_end_segments() -> None:
 
 def test_flush_returns_rest_and_starts_a_new_reply() -> None:
     seg = Segmenter()
-    assert seg.push("One two three four, five six seven,") == ["One two three four,"]
-    assert seg.flush() == ["five six seven,"]
+    assert texts_of(seg.push("One two three four, five six seven,")) == ["One two three four,"]
+    assert texts_of(seg.flush()) == ["five six seven,"]
     assert seg.flush() == []
     assert seg.push("[laugh] One two three four.") == []
-    assert seg.flush() == ["[laugh] One two three four."]
+    assert texts_of(seg.flush()) == ["[laugh] One two three four."]
     # a new reply: the first segment is eager again
-    assert seg.push("Seven eight nine ten, eleven") == ["Seven eight nine ten,"]
+    assert texts_of(seg.push("Seven eight nine ten, eleven")) == ["Seven eight nine ten,"]
 
 
 def test_reset_drops_pending_text() -> None:
     seg = Segmenter()
-    assert seg.push("One two three four, five six") == ["One two three four,"]
+    assert texts_of(seg.push("One two three four, five six")) == ["One two three four,"]
     seg.reset()
-    assert seg.push("Again one two three, go") == ["Again one two three,"]
-    assert seg.flush() == ["go"]
+    assert texts_of(seg.push("Again one two three, go")) == ["Again one two three,"]
+    assert texts_of(seg.flush()) == ["go"]
 
 
 def test_empty_push_is_a_no_op() -> None:
@@ -432,9 +481,10 @@ _configs = st.sampled_from(
 def test_any_split_gives_the_same_segments(
     text: str, config: dict[str, int], data: st.DataObject
 ) -> None:
-    whole = run(text, **config)
+    cut = segments(text, **config)
+    whole = texts_of(cut)
     pieces = data.draw(splits(text))
-    assert run(text, pieces, **config) == whole
+    assert segments(text, pieces, **config) == cut
 
     speech = any(ch.isalnum() for ch in _TAG_RE.sub("", text))
     if not speech:
@@ -446,6 +496,24 @@ def test_any_split_gives_the_same_segments(
     cuts = _cut_points(text, whole)
     for tag in _TAG_RE.finditer(text):
         assert not any(tag.start() < c < tag.end() for c in cuts), (tag.group(), whole)
+    # Every segment is spoken by the last speaker tag before its first word, and holds no
+    # other speaker's words (a speaker tag after its words only in a tag-only tail).
+    for start, segment in zip([0, *cuts], cut, strict=True):
+        in_tags = {i for t in _TAG_RE.finditer(text) for i in range(t.start(), t.end())}
+        first_word = next(
+            i for i in range(start, len(text)) if text[i].isalnum() and i not in in_tags
+        )
+        spoken = [tags.speaker_of(t.group()) for t in _TAG_RE.finditer(text[:first_word])]
+        named = [n for n in spoken if n is not None]
+        assert segment.speaker == (named[-1] if named else 0), (segment, cut)
+        for t in _TAG_RE.finditer(segment.text):
+            if tags.speaker_of(t.group()) is not None:
+                before, after = segment.text[: t.start()], segment.text[t.end() :]
+                assert not (_speech(before) and _speech(after)), segment
+
+
+def _speech(text: str) -> bool:
+    return any(ch.isalnum() for ch in _TAG_RE.sub("", text))
 
 
 _plain_words = st.sampled_from(["a", "word", "longer", "sentence", "12", "[laugh]", "你好"])

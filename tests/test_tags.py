@@ -11,6 +11,8 @@ from s2_plugin.tags import (
     find_tags,
     has_speech,
     repair,
+    speaker_of,
+    speaker_tag,
     speakers,
     strip_tags,
     validate,
@@ -141,3 +143,10 @@ def test_repair_keeps_good_tags_and_drops_what_would_fail_validation(
 ) -> None:
     assert repair(text) == repaired
     validate(repair(text))
+
+
+def test_speaker_of_reads_exactly_one_speaker_tag() -> None:
+    assert speaker_of("<|speaker:7|>") == 7
+    assert speaker_of(speaker_tag(12)) == 12
+    assert speaker_of("[laugh]") is None
+    assert speaker_of("<|speaker:1|> hi") is None

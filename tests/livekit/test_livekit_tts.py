@@ -124,7 +124,7 @@ def _audio_seconds(sidecar: SidecarProcess) -> float:
 
 def _segments(text: str) -> list[str]:
     segmenter = Segmenter()
-    return segmenter.push(text) + segmenter.flush()
+    return [s.text for s in segmenter.push(text) + segmenter.flush()]
 
 
 async def _settled(sidecar: SidecarProcess) -> None:
