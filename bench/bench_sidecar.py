@@ -77,7 +77,7 @@ async def overhead(client: S2Client, voice: str, samples: list[float], deadline:
 async def bench_overhead(tmp: Path, seconds: float = 6.0) -> None:
     port = free_port()
     args = ["--sglang-command", shlex.join([sys.executable, str(STANDIN)])]
-    args += ["--sglang-port", str(port)]
+    args += ["--sglang-port", str(port), "--model-path", str(tmp)]
     personas = ROOT / "examples" / "personas" / "personas.toml"
     sidecar = SidecarProcess(tmp / "s2", engine="sglang_omni", personas=personas, args=args)
     with sidecar:
@@ -86,7 +86,7 @@ async def bench_overhead(tmp: Path, seconds: float = 6.0) -> None:
             control = {"stamp": True, "frame_s": 0.004}
             await (await s.post(f"http://127.0.0.1:{port}/standin/control", json=control)).read()
         print("sidecar overhead, engine first byte -> client first byte (SGLang-Omni stand-in)")
-        # joe: every request uploads the persona's 1.6 MB reference, as S2 needs; default: none.
+        # joe: every request names the persona's stored clip (audio_path); default: none.
         for voice, streams in [("joe", 1), ("joe", 8), ("joe", 32), ("default", 32)]:
             samples: list[float] = []
             async with S2Client(sidecar.url) as client:

@@ -77,7 +77,11 @@ class S2StatusError(S2Error):
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
-        return self.status >= 500 or self.status in (408, 429)
+        # Server errors are worth a retry, except when the sidecar says the engine failed on
+        # this very request (`engine_error`): the same request would fail the same way.
+        if self.status >= 500:
+            return self.type != "engine_error"
+        return self.status in (408, 429)
 
 
 class S2Client:

@@ -51,7 +51,9 @@ class SpeechRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, description="-1 or 1..30, as S2 accepts.")
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=2.0)
-    seed: int | None = None
+    seed: int | None = Field(
+        default=None, ge=0, description=">= 0, as SGLang-Omni 0.1.9 requires (speech_service.py)."
+    )
     max_new_tokens: int | None = Field(default=None, ge=1, le=2048)
 
     @field_validator("input")

@@ -154,15 +154,19 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
         return PreviewEngine(metrics)
     from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
 
-    launch = Launch(
-        command=shlex.split(args.sglang_command),
-        model_path=args.model_path,
-        port=args.sglang_port,
-        extra_args=shlex.split(args.sglang_args),
-        read_timeout=args.sglang_read_timeout,
-        backoff=(args.sglang_backoff, 60.0),
-        health_interval=args.sglang_health_interval,
-    )
+    try:
+        launch = Launch(
+            command=shlex.split(args.sglang_command),
+            model_path=args.model_path,
+            port=args.sglang_port,
+            extra_args=shlex.split(args.sglang_args),
+            media_dir=args.store,
+            read_timeout=args.sglang_read_timeout,
+            backoff=(args.sglang_backoff, 60.0),
+            health_interval=args.sglang_health_interval,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     if args.stream_stride is not None:
         launch.stream_stride = args.stream_stride
     if args.stream_followup_stride is not None:

@@ -51,3 +51,10 @@ class Unavailable(SidecarError):
 
     status = 503
     type = "engine_unavailable"
+
+
+class EngineFailed(SidecarError):
+    """The engine failed on this request in a way a retry would repeat; its log says why."""
+
+    status = 502
+    type = "engine_error"

@@ -56,6 +56,11 @@ class Metrics:
         self.engine_restarts = Counter(
             "s2_engine_restarts", "Times the engine process was restarted.", registry=r
         )
+        self.truncated = Counter(
+            "s2_truncated",
+            "Generations the engine stopped at max_new_tokens, so their audio ends early.",
+            registry=r,
+        )
         self.audio_seconds = Counter(
             "s2_audio_seconds", "Seconds of audio sent to clients.", registry=r
         )

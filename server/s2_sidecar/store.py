@@ -38,6 +38,8 @@ class StoredPersona:
     info: VoiceInfo
     wav: bytes
     """The canonical clip as a WAV file: the exact bytes sent as S2's reference every time."""
+    path: Path
+    """Where `wav` lies on disk; the file never changes, as its name holds the content hash."""
 
     @property
     def name(self) -> str:
@@ -59,11 +61,12 @@ class PersonaStore:
         for meta in sorted(self.root.glob("*.json")):
             try:
                 info = VoiceInfo.model_validate_json(meta.read_bytes())
-                wav = self._clip_path(info).read_bytes()
+                path = self._clip_path(info)
+                wav = path.read_bytes()
             except (OSError, ValueError) as e:
                 log.error("skipping persona %s: %s", meta.name, e)
                 continue
-            loaded[info.name] = StoredPersona(info, wav)
+            loaded[info.name] = StoredPersona(info, wav, path)
         keep = {self._clip_path(p.info).name for p in loaded.values()}
         for path in self.root.iterdir():
             if path.name.startswith(_TMP_PREFIX) or (
@@ -130,7 +133,7 @@ class PersonaStore:
             duration_s=round(clip.duration_s, 3),
             warnings=clip.warnings,
         )
-        persona = StoredPersona(info, clip.wav())
+        persona = StoredPersona(info, clip.wav(), self._clip_path(info))
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
             self._write(self._clip_path(info), persona.wav)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
+import os
 import shlex
+import signal
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 import pytest
+from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
+from s2_sidecar.metrics import Metrics
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
 
 from s2_plugin.client import S2Client, S2StatusError
@@ -47,10 +51,19 @@ class Upstream:
         return [json.loads(raw) for raw in await self.raw_bodies()]
 
 
-@pytest.fixture(scope="module")
-def s2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProcess, Upstream]]:
-    port = free_port()
-    args = [
+def hub_cache(root: Path, model: str = "fishaudio/s2-pro") -> Path:
+    """A Hugging Face cache holding `model`'s snapshot, as `s2-sidecar download` leaves it."""
+    repo = root / ("models--" + model.replace("/", "--"))
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    return snapshot
+
+
+def standin_args(port: int) -> list[str]:
+    return [
         "--sglang-command", shlex.join([sys.executable, str(STANDIN)]),
         "--sglang-port", str(port),
         "--sglang-read-timeout", "1",
@@ -58,9 +71,19 @@ def s2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProces
         "--sglang-health-interval", "0.3",
         "--stream-stride", "4",
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def s2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProcess, Upstream]]:
+    port = free_port()
     root = tmp_path_factory.mktemp("sglang")
+    hub_cache(root / "hub")
     process = SidecarProcess(
-        root / "store", engine="sglang_omni", personas=PERSONAS_TOML, args=args
+        root / "store",
+        engine="sglang_omni",
+        personas=PERSONAS_TOML,
+        args=standin_args(port),
+        env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hub")},
     )
     with process:
         yield process, Upstream(port)
@@ -70,7 +93,7 @@ def s2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProces
 async def upstream(s2: tuple[SidecarProcess, Upstream]) -> Upstream:
     sidecar, up = s2
     sidecar.wait_ready()
-    await up.control(mode="ok", frame_s=0.0, stamp=False)
+    await up.control(mode="ok", frame_s=0.0, stamp=False, rate=44100)
     return up
 
 
@@ -91,15 +114,21 @@ async def test_launches_on_loopback_with_strict_port_and_low_latency_strides(
         False,
         "fishaudio/s2-pro",
     )
-    argv = (await upstream.state())["argv"]
-    assert argv[:3] == ["serve", "--model-path", "fishaudio/s2-pro"]  # type: ignore[index]
+    state = await upstream.state()
+    argv = state["argv"]
+    assert argv[0] == "serve"  # type: ignore[index]
     flags = dict(zip(argv[1::2], argv[2::2], strict=False))  # type: ignore[index]
     assert flags["--host"] == "127.0.0.1"
     assert flags["--vocoder.factory.stream_stride"] == "4"
     assert flags["--vocoder.factory.stream_followup_stride"] == "16"
+    # The weights are fetched (here: found in the cache) before launch, not inside stage start.
+    assert flags["--model-path"].endswith("models--fishaudio--s2-pro/snapshots/0123abcd")
+    assert flags["--allowed-local-media-path"] == str(sidecar.store.resolve())
+    # 0.1.9's own stage start-up limit is 600 s: it is raised to the sidecar's 900 s.
+    assert state["startup_timeout"] == "900.0"
 
 
-async def test_translates_requests_and_streams_pcm_back(
+async def test_sends_the_stored_clip_by_path_and_streams_pcm_back(
     s2: tuple[SidecarProcess, Upstream], upstream: Upstream
 ) -> None:
     sidecar, _ = s2
@@ -113,9 +142,8 @@ async def test_translates_requests_and_streams_pcm_back(
     assert (body["temperature"], body["top_k"], body["seed"]) == (0.7, 20, 5)
     assert "voice" not in body and "top_p" not in body
     (reference,) = body["references"]  # type: ignore[misc]
-    canonical = next(sidecar.store.glob("joe.*.wav")).read_bytes()
-    assert base64.b64decode(reference["data"]) == canonical
-    assert reference["media_type"] == "audio/wav"
+    clip = next(sidecar.store.resolve().glob("joe.*.wav"))
+    assert reference == {"audio_path": str(clip), "text": reference["text"]}
     assert reference["text"].startswith("Hi, I'm Joe")
     assert np.array_equal(np.frombuffer(pcm, "<i2"), expected_pcm("[calm] " + TEXT))
 
@@ -142,7 +170,7 @@ async def test_default_voice_sends_no_reference(
     assert "references" not in (await upstream.bodies())[-1]
 
 
-async def test_disconnect_closes_upstream_within_100ms(
+async def test_disconnect_cancels_the_upstream_request(
     s2: tuple[SidecarProcess, Upstream], upstream: Upstream
 ) -> None:
     sidecar, _ = s2
@@ -152,10 +180,13 @@ async def test_disconnect_closes_upstream_within_100ms(
         r = await s.post(sidecar.url + "/v1/audio/speech", json={"input": TEXT, "voice": "joe"})
         await r.content.readany()
         r.close()
-        start = time.perf_counter()
-        while (state := await upstream.state())["active"] or state["cancelled"] == before:
-            assert time.perf_counter() - start < 5, state
-        assert time.perf_counter() - start <= 0.100
+        # How fast is for bench/; here: the request is cancelled, not left generating.
+        for _ in range(500):
+            state = await upstream.state()
+            if not state["active"] and state["cancelled"] > before:
+                break
+            await asyncio.sleep(0.01)
+        assert state["cancelled"] == before + 1 and not state["active"], state
     assert sidecar.metrics()["s2_streams_cancelled_total"] >= 1
 
 
@@ -191,12 +222,14 @@ async def test_crash_reports_unhealthy_then_restarts(
     async with S2Client(sidecar.url) as client:
         with pytest.raises(S2StatusError) as e:
             await client.synthesize(TEXT, voice="joe")
-        assert e.value.status == 503
-        status, health = sidecar.health()
-        assert status == 503 and health["status"] in ("unhealthy", "starting")
-        with pytest.raises(S2StatusError) as e:
-            await client.synthesize(TEXT, voice="joe")
         assert e.value.status == 503 and e.value.retryable
+        # The supervisor learns of the exit on its own clock: wait for it (a ~0.7 s window).
+        for _ in range(1000):
+            status, health = sidecar.health()
+            if status != 200:
+                break
+            await asyncio.sleep(0.01)
+        assert status == 503 and health["status"] in ("unhealthy", "starting"), health
         sidecar.wait_ready(30)
         pcm = await client.synthesize(TEXT, voice="joe")
     assert len(pcm) == 2 * len(expected_pcm(TEXT))
@@ -225,3 +258,180 @@ async def test_a_wedged_process_is_killed_and_relaunched(
         pcm = await client.synthesize(TEXT, voice="joe")
     assert len(pcm) == 2 * len(expected_pcm(TEXT))
     assert sidecar.metrics()["s2_engine_restarts_total"] == restarts + 1
+
+
+async def test_the_style_tag_counts_toward_the_4096_character_limit(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    before = len(await upstream.raw_bodies())
+    text = "word " * 818 + "end."  # 4094 characters: fits alone, not after "[calm] "
+    async with S2Client(sidecar.url) as client:
+        with pytest.raises(S2StatusError) as e:
+            await client.synthesize(text, voice="joe", style="calm")
+    assert (e.value.status, e.value.code) == (400, "input_too_long")
+    assert len(await upstream.raw_bodies()) == before  # refused before SGLang-Omni saw it
+
+
+async def test_a_negative_seed_is_refused_as_0_1_9_refuses_it(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(sidecar.url + "/v1/audio/speech", json={"input": TEXT, "seed": -1})
+        assert r.status == 400
+        assert "seed" in (await r.json())["error"]["message"]
+
+
+async def test_an_upstream_500_is_a_502_not_a_retry(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    await upstream.control(mode="error")
+    async with S2Client(sidecar.url) as client:
+        with pytest.raises(S2StatusError) as e:
+            await client.synthesize(TEXT, voice="joe")
+    assert (e.value.status, e.value.code) == (502, "engine_error")
+    assert not e.value.retryable
+    assert "failed by the stand-in" in e.value.message
+
+
+async def test_a_stream_at_another_rate_is_refused(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    await upstream.control(rate=24000)
+    async with S2Client(sidecar.url) as client:
+        with pytest.raises(S2StatusError) as e:
+            await client.synthesize(TEXT, voice="joe")
+    assert (e.value.status, e.value.code) == (502, "engine_format")
+    assert "24000" in e.value.message
+
+
+async def test_a_generation_cut_by_max_new_tokens_is_counted(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    before = sidecar.metrics()["s2_truncated_total"]
+    async with S2Client(sidecar.url) as client:
+        pcm = await client.synthesize(TEXT, voice="joe", max_new_tokens=10)
+    assert len(pcm) == 10 * 2048 * 2  # the stand-in stopped at 10 frames of 54
+    for _ in range(200):  # the outcome is fetched after the stream, off its path
+        if sidecar.metrics()["s2_truncated_total"] == before + 1:
+            break
+        await asyncio.sleep(0.05)
+    assert sidecar.metrics()["s2_truncated_total"] == before + 1
+    assert "stopped at max_new_tokens" in sidecar.log()
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "says"),
+    [
+        ({"seed": -1}, 400, "seed must be greater than or equal to 0"),
+        ({"seed": 1.5}, 400, "seed must be an integer"),
+        ({"max_new_tokens": 0}, 400, "max_new_tokens must be greater than 0"),
+        ({"input": "x" * 4097}, 400, "at most 4096 characters"),
+        ({"response_format": "wav"}, 400, "stream=true requires response_format='pcm'"),
+        ({"top_k": 31}, 500, "top_k must be -1 or between 1 and 30"),
+        ({"references": [{"data": "not base64!", "text": "t"}]}, 400, "valid base64"),
+        ({"references": [{"data": "AAAA", "media_type": "text/plain"}]}, 400, "audio media"),
+        ({"references": [{"data": "AAAAAAAA", "text": "t"}]}, 500, "could not decode"),
+        ({"references": [{"audio_path": "/etc/hostname"}]}, 400, "not within allowed"),
+        ({"references": [{"audio_path": "{store}/nope.wav"}]}, 400, "does not exist"),
+    ],
+)
+async def test_the_standin_refuses_what_0_1_9_refuses(
+    s2: tuple[SidecarProcess, Upstream],
+    upstream: Upstream,
+    change: dict[str, object],
+    status: int,
+    says: str,
+) -> None:
+    sidecar, _ = s2
+    body = {"input": TEXT, "stream": True, "response_format": "pcm", **change}
+    raw = json.dumps(body).replace("{store}", str(sidecar.store.resolve()))
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(upstream.url + "/v1/audio/speech", data=raw) as r,
+    ):
+        assert r.status == status
+        assert says in (await r.json())["error"]["message"]
+
+
+async def test_the_standin_streams_with_0_1_9s_crossfade_tail(upstream: Upstream) -> None:
+    body = {"input": TEXT, "stream": True, "response_format": "pcm"}
+    sizes = []
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(upstream.url + "/v1/audio/speech", json=body) as r,
+    ):
+        async for chunk, _ in r.content.iter_chunks():
+            sizes.append(len(chunk))
+    assert sum(sizes) == 2 * 54 * 2048  # 9 words, 6 frames each
+    assert sizes[0] == 2 * (4 * 2048 - 512)  # stride 4, the 512-sample tail held back
+
+
+def test_a_stride_in_sglang_args_is_refused_up_front(tmp_path: Path) -> None:
+    from s2_sidecar import cli
+
+    args = ["serve", "--engine", "sglang_omni", "--store", str(tmp_path)]
+    args += ["--sglang-args", "--vocoder.factory.stream_stride 40 --log-level debug"]
+    with pytest.raises(SystemExit) as e:
+        cli.main(args)
+    assert e.value.code == 2
+
+
+async def test_missing_weights_say_how_to_fetch_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    launch = Launch(command=["false"], model_path="fishaudio/not-downloaded", backoff=(30, 30))
+    engine = SGLangOmniEngine(Metrics(), launch)
+    await engine.start()
+    try:
+        for _ in range(500):
+            status, detail = engine.health()
+            if status == "unhealthy":
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await engine.stop()
+    assert status == "unhealthy"
+    assert "could not fetch the fishaudio/not-downloaded weights" in str(detail)
+    assert "s2-sidecar download --model fishaudio/not-downloaded" in str(detail)
+
+
+def test_a_sigkilled_sidecar_leaves_no_sglang_process(tmp_path: Path) -> None:
+    port = free_port()
+    sidecar = SidecarProcess(
+        tmp_path / "store",
+        engine="sglang_omni",
+        args=[*standin_args(port), "--model-path", str(tmp_path)],
+        env={"STANDIN_STAGE": "1"},
+    )
+    sidecar.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/standin/state") as r:
+            state = json.load(r)
+        pids = [state["pid"], state["stage_pid"]]
+        assert all(_alive(pid) for pid in pids)
+        os.kill(sidecar.pid or 0, signal.SIGKILL)
+        for _ in range(2000):  # SIGTERM from the kernel; SGLang-Omni stops its stages
+            if not any(_alive(pid) for pid in pids):
+                break
+            time.sleep(0.01)
+        assert not any(_alive(pid) for pid in pids), "SGLang-Omni outlived the sidecar"
+    finally:
+        sidecar.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for a parent that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,37 +1,78 @@
-"""The S2-Pro engine: SGLang-Omni's `sgl-omni serve` as a supervised subprocess on loopback.
+"""The S2-Pro engine: SGLang-Omni 0.1.9's `sgl-omni serve` as a supervised subprocess on loopback.
 
-Requests are translated into SGLang-Omni 0.1.9's `CreateSpeechRequest` with the persona's
-canonical clip inline (`references=[{data, media_type, text}]`). That reference is serialised
-once per persona and reused byte for byte, because SGLang's radix cache reuses a persona's
-prefix only when the reference codes and the prompt text are identical.
+Requests become 0.1.9's `CreateSpeechRequest` (`sglang_omni/serve/protocol.py`). A persona's
+reference travels by path (`references=[{audio_path, text}]`) to the SGLang-Omni this engine
+launched, which is allowed to read the persona store (`--allowed-local-media-path`), so no
+request carries megabytes. Each reference is serialised once per persona and reused byte for
+byte: 0.1.9 keys its reference-encode cache on the reference (`cache_key.py`) and its radix
+cache on the reference codes plus the identical prompt (`request_builders.py`).
+
+Rules taken from the 0.1.9 wheel (paths inside `sglang_omni/`):
+- `serve/launcher.py` `run_server`: stages must start within `SGLANG_OMNI_STARTUP_TIMEOUT`
+  (600 s unless set), weights loading included; the sidecar sets it to its own limit.
+- `config/patch.py` `ConfigPatchSet.require_no_conflicts`: a dotted flag given twice with two
+  values refuses the launch, so flags the sidecar sets are refused in `--sglang-args`.
+- `serve/speech_service.py` `validate_input_text`: at most `MAX_SPEECH_INPUT_CHARS` (4096)
+  characters of `input`, counted after the sidecar adds a persona's style tag.
+- `serve/openai_api.py` `speech_audio_response`: headers come with the first audio; the finish
+  reason of a raw PCM stream is served afterwards at `GET /v1/audio/speech/{request_id}`
+  (`serve/speech_stream_outcomes.py`), where `length` means `max_new_tokens` cut it short.
+- `models/fishaudio_s2_pro/engine_builder.py` `generation_defaults`: at most 64 running
+  requests (`max_running_requests`) unless `--tts_engine.engine.max_running_requests` says.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
 from s2_plugin.client import S2ConnectionError, read_pcm
-from s2_plugin.protocol import HEALTH_PATH, SPEECH_PATH, SpeechRequest
+from s2_plugin.protocol import (
+    HEADER_REQUEST_ID,
+    HEADER_SAMPLE_RATE,
+    HEALTH_PATH,
+    MAX_INPUT_CHARS,
+    SAMPLE_RATE,
+    SPEECH_PATH,
+    SpeechRequest,
+)
 from s2_sidecar.engines.base import Status
-from s2_sidecar.errors import BadRequest, Unavailable
+from s2_sidecar.errors import BadRequest, EngineFailed, Unavailable
 from s2_sidecar.metrics import Metrics
 from s2_sidecar.store import StoredPersona
 
 log = logging.getLogger(__name__)
 
 _SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "max_new_tokens")
+
+STRIDE_FLAG = "--vocoder.factory.stream_stride"
+FOLLOWUP_FLAG = "--vocoder.factory.stream_followup_stride"
+MEDIA_FLAG = "--allowed-local-media-path"
+RUNNING_FLAG = "--tts_engine.engine.max_running_requests"
+DEFAULT_MAX_RUNNING = 64
+"""0.1.9's `max_running_requests` for S2 on CUDA (`engine_builder.py` `generation_defaults`)."""
+
+_OWN_FLAGS = {
+    "--model-path": "--model-path",
+    "--host": "nothing (SGLang-Omni listens on loopback only)",
+    "--port": "--sglang-port",
+    STRIDE_FLAG: "--stream-stride",
+    FOLLOWUP_FLAG: "--stream-followup-stride",
+    MEDIA_FLAG: "--store (the persona store is the allowed directory)",
+}
+"""Flags the sidecar passes itself, and the sidecar option that sets each instead."""
 
 
 @dataclass
@@ -49,11 +90,14 @@ class Launch:
 
     command: list[str] = field(default_factory=lambda: ["sgl-omni"])
     model_path: str = "fishaudio/s2-pro"
+    """A Hugging Face id (fetched into the local cache before launch) or a local directory."""
     port: int = 0
     """Loopback port for SGLang-Omni; 0 picks a free one at each launch."""
     stream_stride: int = 8
     stream_followup_stride: int = 16
     extra_args: list[str] = field(default_factory=list)
+    media_dir: Path | None = None
+    """The persona store: SGLang-Omni may read reference clips there and nowhere else."""
     startup_timeout: float = 900.0
     """Loading weights, capturing CUDA graphs and compiling take minutes on a cold GPU."""
     read_timeout: float = 30.0
@@ -65,22 +109,54 @@ class Launch:
     health_failures: int = 3
     """Failed checks in a row after which a wedged process (alive, not answering) is relaunched."""
 
-    def argv(self, port: int) -> list[str]:
+    def __post_init__(self) -> None:
+        for arg in self.extra_args:
+            flag = arg.split("=", 1)[0]
+            if flag in _OWN_FLAGS:
+                raise ValueError(
+                    f"--sglang-args must not set {flag}: the sidecar sets it, and SGLang-Omni "
+                    f"0.1.9 refuses to start when a flag is given twice with two values; "
+                    f"use {_OWN_FLAGS[flag]} instead"
+                )
+
+    @property
+    def max_running_requests(self) -> int:
+        """SGLang-Omni's cap on requests generating at once, as this launch configures it."""
+        args = self.extra_args
+        for i, arg in enumerate(args):
+            flag, _, value = arg.partition("=")
+            if flag == RUNNING_FLAG:
+                with contextlib.suppress(ValueError, IndexError):
+                    return int(value or args[i + 1])
+        return DEFAULT_MAX_RUNNING
+
+    def argv(self, port: int, model_dir: str) -> list[str]:
+        media = [MEDIA_FLAG, str(self.media_dir.resolve())] if self.media_dir else []
         return [
             *self.command,
             "serve",
             "--model-path",
-            self.model_path,
+            model_dir,
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
-            "--vocoder.factory.stream_stride",
+            STRIDE_FLAG,
             str(self.stream_stride),
-            "--vocoder.factory.stream_followup_stride",
+            FOLLOWUP_FLAG,
             str(self.stream_followup_stride),
+            *media,
             *self.extra_args,
         ]
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            # Fail on a busy port instead of moving to a random one (`find_available_port`).
+            "SGLANG_OMNI_STRICT_PORT": "1",
+            # The weights are local by now, but stage start still loads and compiles them.
+            "SGLANG_OMNI_STARTUP_TIMEOUT": str(self.startup_timeout),
+        }
 
 
 class SGLangOmniEngine:
@@ -91,6 +167,7 @@ class SGLangOmniEngine:
         self.metrics = metrics
         self.launch = launch or Launch()
         self.model = self.launch.model_path
+        self.max_concurrency = self.launch.max_running_requests
         self.on_ready: Callable[[], None] | None = None
         self._status: Status = "starting"
         self._detail: str | None = "launching SGLang-Omni"
@@ -99,6 +176,7 @@ class SGLangOmniEngine:
         self._supervisor: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._references: dict[str, tuple[str, bytes]] = {}
+        self._checks: set[asyncio.Task[None]] = set()
 
     def health(self) -> tuple[Status, str | None]:
         return self._status, self._detail
@@ -113,9 +191,10 @@ class SGLangOmniEngine:
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def stop(self) -> None:
-        if self._supervisor:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+        tasks = [t for t in (self._supervisor, *self._checks) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._terminate()
         if self._session:
             await self._session.close()
@@ -124,6 +203,12 @@ class SGLangOmniEngine:
 
     def payload(self, text: str, persona: StoredPersona | None, request: SpeechRequest) -> bytes:
         """The JSON body for SGLang-Omni; the persona's reference is the cached, same bytes."""
+        if len(text) > MAX_INPUT_CHARS:
+            raise BadRequest(
+                f"with the style tag the input is {len(text)} characters; SGLang-Omni takes at "
+                f"most {MAX_INPUT_CHARS}: send shorter text",
+                "input_too_long",
+            )
         fields: dict[str, object] = {"input": text, "response_format": "pcm", "stream": True}
         for name in _SAMPLING_FIELDS:
             value = getattr(request, name)
@@ -137,11 +222,9 @@ class SGLangOmniEngine:
     def _reference(self, persona: StoredPersona) -> bytes:
         cached = self._references.get(persona.name)
         if cached is None or cached[0] != persona.info.sha256:
-            reference = {
-                "data": base64.b64encode(persona.wav).decode(),
-                "media_type": "audio/wav",
-                "text": persona.info.transcript,
-            }
+            # By path: SGLang-Omni's API process only stats the file, its preprocessing stage
+            # reads it and caches the codes by content (`cache_key.py`, `file:` keys).
+            reference = {"audio_path": str(persona.path.resolve()), "text": persona.info.transcript}
             cached = (persona.info.sha256, json.dumps(reference).encode())
             self._references[persona.name] = cached
         return cached[1]
@@ -149,9 +232,9 @@ class SGLangOmniEngine:
     async def generate(
         self, text: str, persona: StoredPersona | None, request: SpeechRequest
     ) -> AsyncIterator[bytes]:
+        body = self.payload(text, persona, request)
         if self._status != "ready" or self._session is None:
             raise Unavailable(f"SGLang-Omni is {self._status} ({self._detail}); retry shortly")
-        body = self.payload(text, persona, request)
         self.metrics.engine_busy.inc()
         try:
             async with self._session.post(
@@ -161,10 +244,13 @@ class SGLangOmniEngine:
             ) as response:
                 if response.status >= 400:
                     raise await _upstream_error(response)
+                _check_format(response)
                 # Leaving early drops the connection: SGLang-Omni's cancel, it aborts the request.
                 async with contextlib.aclosing(read_pcm(response)) as chunks:
                     async for pcm in chunks:
                         yield pcm
+                if request_id := response.headers.get(HEADER_REQUEST_ID):
+                    self._spawn(self._check_finish(request_id))
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise Unavailable(
                 f"SGLang-Omni sent nothing for {self.launch.read_timeout} s; retry shortly",
@@ -175,32 +261,64 @@ class SGLangOmniEngine:
         finally:
             self.metrics.engine_busy.dec()
 
+    async def _check_finish(self, request_id: str) -> None:
+        """Count a generation that `max_new_tokens` cut short: raw PCM cannot say so in-band."""
+        assert self._session is not None
+        try:
+            async with self._session.get(
+                f"{self._base_url}{SPEECH_PATH}/{request_id}",
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as r:
+                outcome = await r.json() if r.status == 200 else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            log.debug("no outcome for %s: %s", request_id, e)
+            return
+        if outcome.get("finish_reason") == "length":
+            self.metrics.truncated.inc()
+            log.warning(
+                "SGLang-Omni request %s stopped at max_new_tokens: its audio ends early; raise "
+                "max_new_tokens or send shorter segments",
+                request_id,
+            )
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
     # --- supervision ---------------------------------------------------------------------
 
     async def _supervise(self) -> None:
         first, longest = self.launch.backoff
         delay = first
         while True:
-            port = self.launch.port or _free_port()
-            self._base_url = f"http://127.0.0.1:{port}"
-            self._status, self._detail = "starting", f"launching SGLang-Omni on port {port}"
-            argv = self.launch.argv(port)
-            log.info("launching %s", " ".join(argv))
-            # Strict port: SGLang-Omni would otherwise move to a random port on a clash.
-            env = {**os.environ, "SGLANG_OMNI_STRICT_PORT": "1"}
-            # Its own session, so that stopping it also stops the stage processes it spawns.
-            self._proc = await asyncio.create_subprocess_exec(
-                *argv, env=env, start_new_session=True
-            )
-            ready_at = await self._wait_healthy(self._proc)
-            if ready_at is not None:
-                self._status, self._detail = "ready", None
-                log.info("SGLang-Omni ready at %s", self._base_url)
-                if self.on_ready:
-                    self.on_ready()
-                why = await self._watch(self._proc)
+            ready_at: float | None = None
+            model_dir = await self._weights()
+            if model_dir is None:
+                why = self._detail or "could not fetch the weights"
             else:
-                why = f"exited with code {await self._proc.wait()}"
+                port = self.launch.port or _free_port()
+                self._base_url = f"http://127.0.0.1:{port}"
+                self._status, self._detail = "starting", f"launching SGLang-Omni on port {port}"
+                argv = self.launch.argv(port, model_dir)
+                log.info("launching %s", " ".join(argv))
+                # Its own session, so that stopping it also stops the stage processes it spawns;
+                # and a parent-death signal, so that a SIGKILLed sidecar leaves no GPU held.
+                self._proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    env=self.launch.env(),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent(os.getpid()),
+                )
+                ready_at = await self._wait_healthy(self._proc)
+                if ready_at is not None:
+                    self._status, self._detail = "ready", None
+                    log.info("SGLang-Omni ready at %s", self._base_url)
+                    if self.on_ready:
+                        self.on_ready()
+                    why = await self._watch(self._proc)
+                else:
+                    why = f"exited with code {await self._proc.wait()}"
             if ready_at is not None and time.monotonic() - ready_at > longest:
                 delay = first  # it ran well for a while: this is a fresh failure
             self._status = "unhealthy"
@@ -209,6 +327,27 @@ class SGLangOmniEngine:
             await asyncio.sleep(delay)
             delay = min(delay * 2, longest)
             self.metrics.engine_restarts.inc()
+
+    async def _weights(self) -> str | None:
+        """A local directory holding the weights, fetched first if need be; None if not possible.
+
+        0.1.9 downloads inside stage start (`utils/checkpoint.py`), under its start-up timeout:
+        a first download on a slow link would time out and be relaunched forever.
+        """
+        path = self.launch.model_path
+        if Path(path).is_dir():
+            return path
+        self._status, self._detail = "starting", f"fetching the {path} weights (first start)"
+        try:
+            from huggingface_hub import snapshot_download
+
+            return str(await asyncio.to_thread(snapshot_download, path))
+        except Exception as e:  # the hub raises many kinds: offline, auth, disk full
+            self._detail = (
+                f"could not fetch the {path} weights ({type(e).__name__}: {e}); run "
+                f"`s2-sidecar download --model {path}` or pass --model-path DIR"
+            )
+            return None
 
     async def _watch(self, proc: asyncio.subprocess.Process) -> str:
         """Wait for a ready process to end; kill it if it stops answering /health.
@@ -266,6 +405,35 @@ class SGLangOmniEngine:
             await proc.wait()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A `preexec_fn` that makes the child get SIGTERM when the sidecar dies, however it dies.
+
+    SIGTERM rather than SIGKILL: 0.1.9's `launch_server` handles SIGTERM by stopping its stage
+    processes (`serve/launcher.py` `handle_sigterm`), which a SIGKILL would orphan on the GPU.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: nothing to load in the child
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the sidecar died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _check_format(response: aiohttp.ClientResponse) -> None:
+    rate = response.headers.get(HEADER_SAMPLE_RATE)
+    if rate != str(SAMPLE_RATE):
+        raise EngineFailed(
+            f"SGLang-Omni streams PCM at X-Sample-Rate {rate!r}, not {SAMPLE_RATE}: it is not "
+            "serving S2-Pro as expected; check --model-path and its version (0.1.9)",
+            "engine_format",
+        )
+
+
 async def _upstream_error(response: aiohttp.ClientResponse) -> Exception:
     raw = await response.read()
     try:
@@ -275,7 +443,14 @@ async def _upstream_error(response: aiohttp.ClientResponse) -> Exception:
         message = raw.decode(errors="replace")[:500]
     if 400 <= response.status < 500:
         return BadRequest(f"SGLang-Omni refused the request: {message}", "engine_rejected")
-    return Unavailable(f"SGLang-Omni failed ({response.status}: {message}); retry shortly")
+    if response.status == 503:  # starting, or its queue is full (`speech_errors.py`)
+        return Unavailable(f"SGLang-Omni is busy ({message}); retry shortly")
+    # A 500 from 0.1.9 is a fault on this request (e.g. a ValueError in a request builder):
+    # the same request would fail the same way, so it is not a "retry shortly".
+    return EngineFailed(
+        f"SGLang-Omni failed on this request ({response.status}: {message}); see its log",
+        "engine_error",
+    )
 
 
 def _free_port() -> int:
