@@ -19,6 +19,7 @@ from s2_plugin.audio import duration_s, wav_bytes
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona, PersonaError, load_personas
 from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL
+from s2_sidecar import voices
 from s2_sidecar.api import create_app
 from s2_sidecar.engines import ENGINES, Engine, choose
 from s2_sidecar.errors import SidecarError
@@ -141,6 +142,8 @@ def _serve(args: argparse.Namespace) -> int:
                 persona.name, persona.clip_bytes(), persona.transcript, persona.style, replace=True
             )
     engine = _make_engine(args, metrics)
+    if not engine.preview:  # S2 without a reference speaks in a new random voice each time
+        voices.ensure_default(store)
     app = create_app(engine, store, metrics=metrics, api_key=args.api_key)
     asyncio.run(_run(app, args.host, args.port))
     return 0

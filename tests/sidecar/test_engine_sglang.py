@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+from s2_sidecar import voices
 from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
 from s2_sidecar.metrics import Metrics
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
@@ -155,19 +156,26 @@ async def test_every_request_carries_the_same_reference_bytes(
     async with S2Client(sidecar.url) as client:
         for text in ("One.", "Two words.", TEXT):
             await client.synthesize(text, voice="joe")
-    raws = await upstream.raw_bodies()
-    refs = {raw[raw.index('"references"') :] for raw in raws if '"references"' in raw}
+    raws = [raw for raw in await upstream.raw_bodies() if "/joe." in raw]
+    refs = {raw[raw.index('"references"') :] for raw in raws}
     assert len(raws) >= 4  # the start-up warm-up and these three
     assert len(refs) == 1
 
 
-async def test_default_voice_sends_no_reference(
+async def test_the_default_voice_is_the_bundled_persona_every_time(
     s2: tuple[SidecarProcess, Upstream], upstream: Upstream
 ) -> None:
     sidecar, _ = s2
     async with S2Client(sidecar.url) as client:
         await client.synthesize("Hello there.")
-    assert "references" not in (await upstream.bodies())[-1]
+        await client.synthesize("And again.")
+        names = [v.name for v in await client.list_voices()]
+    assert "default" in names
+    first, second = (await upstream.bodies())[-2:]
+    assert first["references"] == second["references"]  # one fixed voice, not a random one
+    (reference,) = first["references"]  # type: ignore[misc]
+    assert reference["audio_path"] == str(next(sidecar.store.resolve().glob("default.*.wav")))
+    assert reference["text"] == voices.TRANSCRIPT
 
 
 async def test_disconnect_cancels_the_upstream_request(
