@@ -19,7 +19,7 @@ from s2_plugin.audio import duration_s, wav_bytes
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona, PersonaError, load_personas
 from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL
-from s2_sidecar import voices
+from s2_sidecar import benchmark, doctor, voices
 from s2_sidecar.api import create_app
 from s2_sidecar.engines import ENGINES, Engine, choose
 from s2_sidecar.errors import SidecarError
@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("--model", default=MODEL)
     download.add_argument("--revision", default=None)
     download.set_defaults(run=_download)
+
+    doctor.add_command(sub, default_store())
+    benchmark.add_command(sub, os.environ.get(API_KEY_ENV))
     return p
 
 
