@@ -88,7 +88,11 @@ class SidecarProcess:
             cwd=ROOT,
         )
         log.close()
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()  # a sidecar that never got ready must not outlive the test
+            raise
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, object]:
