@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from s2_plugin import tags
+from s2_plugin.personas import check_speakers, validate_cast
 
 SAMPLE_RATE = 44100
 """S2's codec rate: every PCM byte on the wire is int16 little-endian mono at this rate."""
@@ -55,6 +56,10 @@ class SpeechRequest(BaseModel):
         default=None, ge=0, description=">= 0, as SGLang-Omni 0.1.9 requires (speech_service.py)."
     )
     max_new_tokens: int | None = Field(default=None, ge=1, le=2048)
+    cast: list[str] | None = Field(
+        default=None,
+        description="Personas speaking together, speaker 0 first; <|speaker:N|> picks the Nth.",
+    )
 
     @field_validator("input")
     @classmethod
@@ -78,10 +83,22 @@ class SpeechRequest(BaseModel):
             raise ValueError("top_k must be -1 or between 1 and 30")
         return value
 
+    @field_validator("cast")
+    @classmethod
+    def _check_cast(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else validate_cast(value)
+
     @model_validator(mode="after")
     def _check_format(self) -> SpeechRequest:
         if self.stream and self.response_format != "pcm":
             raise ValueError("stream=true requires response_format='pcm'")
+        if self.cast:
+            if self.voice not in ("default", self.cast[0]):
+                raise ValueError(
+                    f"voice {self.voice!r} is not the cast's speaker 0 ({self.cast[0]!r}); "
+                    "leave voice out when sending a cast"
+                )
+            check_speakers(self.input, self.cast)
         return self
 
 

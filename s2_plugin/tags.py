@@ -135,6 +135,20 @@ def speakers(text: str) -> list[int]:
     return [int(m.group(1)) for m in _SPEAKER_RE.finditer(text)]
 
 
+def turns(text: str) -> list[tuple[int, str]]:
+    """`text` cut at its speaker tags: (speaker, words) in order, speaker 0 until the first tag.
+
+    Turns without words are dropped; the words keep their other tags.
+    """
+    out: list[tuple[int, str]] = []
+    speaker, start = 0, 0
+    for m in _SPEAKER_RE.finditer(text):
+        out.append((speaker, text[start : m.start()]))
+        speaker, start = int(m.group(1)), m.end()
+    out.append((speaker, text[start:]))
+    return [(n, words.strip()) for n, words in out if has_speech(words)]
+
+
 def speaker_of(tag: str) -> int | None:
     """N when `tag` is exactly `<|speaker:N|>`, else None."""
     m = _SPEAKER_RE.fullmatch(tag)

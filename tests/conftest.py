@@ -4,6 +4,8 @@
   `examples/personas/personas.toml`. Use `sidecar.url`, `sidecar.persona`, `sidecar.metrics()`
   (see support/metrics.py), `sidecar.health()`, `sidecar.log()`. Don't restart or delete `joe`
   on it: other tests share it.
+- `cast_sidecar` (session): a preview sidecar with the three-person test cast of
+  support/cast.py (`ava`, `ben`, `cy`, told apart by pitch).
 - `make_sidecar` (function): starts private sidecars for tests that restart, stop or
   reconfigure one: `make_sidecar(engine="preview", personas=None, api_key=None, args=())`.
   Each gets its own store in the test's tmp_path and is stopped when the test ends.
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import cast
 from support.sidecar import PERSONAS_TOML, SidecarProcess
 
 
@@ -23,6 +26,13 @@ from support.sidecar import PERSONAS_TOML, SidecarProcess
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
     root = tmp_path_factory.mktemp("sidecar")
     with SidecarProcess(root / "store", personas=PERSONAS_TOML) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def cast_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    root = tmp_path_factory.mktemp("cast")
+    with SidecarProcess(root / "store", personas=cast.write_personas(root / "clips")) as process:
         yield process
 
 

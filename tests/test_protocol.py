@@ -146,3 +146,15 @@ def test_health_rejects_unknown_status() -> None:
         Health.model_validate(
             {"status": "ok", "engine": "preview", "model": "m", "preview": True, "personas": 0}
         )
+
+
+def test_a_cast_is_checked_against_its_speaker_tags_and_voice() -> None:
+    ok = SpeechRequest(input="Hi. <|speaker:1|> Hello.", cast=["ava", "ben"], voice="ava")
+    assert ok.cast == ["ava", "ben"]
+    for body, message in [
+        ({"cast": ["ava"], "input": "<|speaker:1|> Hi."}, r"<\|speaker:1\|> names no one"),
+        ({"cast": ["ava", "ava"], "input": "Hi."}, "names ava more than once"),
+        ({"cast": ["ava"], "voice": "ben", "input": "Hi."}, "leave voice out"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            SpeechRequest.model_validate(body)

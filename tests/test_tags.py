@@ -15,6 +15,7 @@ from s2_plugin.tags import (
     speaker_tag,
     speakers,
     strip_tags,
+    turns,
     validate,
 )
 
@@ -150,3 +151,10 @@ def test_speaker_of_reads_exactly_one_speaker_tag() -> None:
     assert speaker_of(speaker_tag(12)) == 12
     assert speaker_of("[laugh]") is None
     assert speaker_of("<|speaker:1|> hi") is None
+
+
+def test_turns_cut_text_at_speaker_tags() -> None:
+    text = "Hi [laugh] there. <|speaker:1|> Hello! <|speaker:2|><|speaker:0|> Bye."
+    assert turns(text) == [(0, "Hi [laugh] there."), (1, "Hello!"), (0, "Bye.")]
+    assert turns("<|speaker:3|> Only me.") == [(3, "Only me.")]
+    assert turns("[laugh] <|speaker:1|>") == []

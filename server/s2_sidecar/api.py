@@ -35,6 +35,7 @@ from s2_plugin.protocol import (
     VoiceList,
     describe,
 )
+from s2_sidecar import cast
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import (
     BadRequest,
@@ -118,9 +119,13 @@ async def speech(request: web.Request) -> web.StreamResponse:
     except ValidationError as e:
         raise BadRequest(describe(e), "invalid_request") from e
     app = request.app
-    persona = _persona_for(app[STORE], req.voice)
-    style = req.style if req.style is not None else (persona.info.style if persona else None)
-    text = tags.apply_style(req.input, style)
+    if req.cast:
+        persona: StoredPersona | None = cast.resolve(app[STORE], req.cast)
+        text = cast.for_cast(req.input, persona, req)
+    else:
+        persona = _persona_for(app[STORE], req.voice)
+        style = req.style if req.style is not None else (persona.info.style if persona else None)
+        text = tags.apply_style(req.input, style)
     engine, metrics = app[ENGINE], app[METRICS]
     _require_ready(engine)
 

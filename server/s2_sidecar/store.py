@@ -40,6 +40,8 @@ class StoredPersona:
     """The canonical clip as a WAV file: the exact bytes sent as S2's reference every time."""
     path: Path
     """Where `wav` lies on disk; the file never changes, as its name holds the content hash."""
+    cast: tuple[StoredPersona, ...] = ()
+    """For a cast's combined reference (`s2_sidecar.cast`): its members, speaker 0 first."""
 
     @property
     def name(self) -> str:

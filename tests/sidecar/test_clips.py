@@ -59,3 +59,16 @@ def test_unusable_clips_are_rejected(data: bytes, code: str) -> None:
     with pytest.raises(BadRequest) as e:
         clips.prepare(data)
     assert e.value.code == code
+
+
+def test_pitch_is_the_fundamental_of_a_voiced_signal() -> None:
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    for hz in (80.0, 120.0, 210.0):
+        # A buzz with harmonics, like a voice: the fundamental is found, not a harmonic.
+        x = sum(np.sin(2 * np.pi * hz * k * t) / k for k in range(1, 6))
+        pcm = (x / np.max(np.abs(x)) * 12000).astype("<i2").tobytes()
+        found = clips.pitch_hz(pcm)
+        assert found is not None and abs(found / hz - 1) < 0.03, (hz, found)
+    assert clips.pitch_hz(bytes(SAMPLE_RATE * 2)) is None
+    noise = np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 3000
+    assert clips.pitch_hz(noise.astype("<i2").tobytes()) is None

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import urllib.request
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +20,11 @@ import pytest
 from s2_sidecar import voices
 from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
 from s2_sidecar.metrics import Metrics
+from support.cast import write_personas
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
 
 from s2_plugin.client import S2Client, S2StatusError
+from s2_plugin.personas import load_personas
 
 STANDIN = Path(__file__).resolve().parents[1] / "support" / "sglang_standin.py"
 TEXT = "Your order has shipped and should arrive on Friday."
@@ -443,3 +446,30 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+async def test_a_cast_goes_as_one_combined_reference_the_same_bytes_each_time(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream, tmp_path: Path
+) -> None:
+    sidecar, _ = s2
+    clips = write_personas(tmp_path)
+    ben = next(p for p in load_personas(clips) if p.name == "ben")
+    script = "<|speaker:0|> Hi there.\n<|speaker:1|> Hello, Joe."
+    async with S2Client(sidecar.url) as client:
+        await client.ensure_persona(ben)
+        joe = await client.get_voice("joe")
+        for _ in range(2):
+            await client.synthesize(script, cast=["joe", "ben"])
+    raws = (await upstream.raw_bodies())[-2:]
+    assert raws[0] == raws[1]  # byte for byte: both of SGLang-Omni's caches hit
+    body = json.loads(raws[0])
+    assert body["input"] == "Hi there.\n<|speaker:1|> Hello, Joe."  # 0.1.9 adds <|speaker:0|>
+    (reference,) = body["references"]
+    assert joe is not None
+    assert reference["text"] == f"{joe.transcript}\n<|speaker:1|>{ben.transcript}"
+    path = Path(reference["audio_path"])
+    assert path.parent == (sidecar.store / "casts").resolve()  # where SGLang-Omni may read
+    with wave.open(str(path)) as w:
+        combined = w.readframes(w.getnframes())
+    joe_pcm = next(sidecar.store.glob("joe.*.wav")).read_bytes()[44:]
+    assert combined.startswith(joe_pcm) and len(combined) % (2 * 2048) == 0
+    assert len(combined) > len(joe_pcm) + 10 * 44100 * 2  # ben's clip follows
+

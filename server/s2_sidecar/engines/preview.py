@@ -1,12 +1,18 @@
 """The preview engine: an offline CPU voice (Piper, `en_US-joe-medium`) so that everything
-runs without a GPU. It is not S2: it cannot clone, so personas all sound the same, and it
-speaks the words with the tags removed.
+runs without a GPU. It is not S2: it cannot clone, and it speaks the words with the tags removed.
+
+So that several voices can be told apart, each persona speaks at the pitch of its own clip:
+the voice is resampled by the ratio of the clip's pitch to Piper's (within 0.7-1.5) and its
+phonemes lengthened by the same ratio, so the rate stays the same. In a cast's combined
+reference every `<|speaker:N|>` turn takes the Nth member's pitch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import wave
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,12 +23,18 @@ from piper import PiperVoice
 
 from s2_plugin.audio import StreamResampler, float_to_pcm16
 from s2_plugin.protocol import SAMPLE_RATE, SpeechRequest
-from s2_plugin.tags import strip_tags
+from s2_plugin.tags import strip_tags, turns
+from s2_sidecar.clips import pitch_hz
 from s2_sidecar.engines.base import Status
 from s2_sidecar.metrics import Metrics
 from s2_sidecar.store import StoredPersona
 
 log = logging.getLogger(__name__)
+
+_PIPER_HZ = 90.0
+"""Piper joe's median pitch, by `clips.pitch_hz` (examples/personas/joe.wav is that voice)."""
+_PITCH_LIMITS = (0.7, 1.5)
+"""Beyond these the resampled voice turns to a chipmunk or a drone and loses its words."""
 
 
 class PreviewEngine:
@@ -35,6 +47,7 @@ class PreviewEngine:
         self.on_ready: Callable[[], None] | None = None
         self._voice: PiperVoice | None = None
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="piper")
+        self._pitch: dict[str, float] = {}  # persona sha256 -> pitch ratio
 
     def health(self) -> tuple[Status, str | None]:
         if self._voice is None:
@@ -64,25 +77,43 @@ class PreviewEngine:
     ) -> AsyncIterator[bytes]:
         voice = self._voice
         assert voice is not None, "generate() before start()"
+        members = (persona.cast or (persona,)) if persona else ()
         loop = asyncio.get_running_loop()
-        sentences = await loop.run_in_executor(self._pool, voice.phonemize, strip_tags(text))
-        resampler = StreamResampler(voice.config.sample_rate, SAMPLE_RATE)
-        for phonemes in sentences:
-            if not phonemes:
-                continue
-            run = onnxruntime.RunOptions()
-            job = loop.run_in_executor(self._pool, self._synthesize, voice, phonemes, run)
-            try:
-                audio = await job
-            except asyncio.CancelledError:
-                # ONNX Runtime checks this flag between kernels: the thread stops in ~1 ms.
-                run.terminate = True
-                raise
-            yield resampler.process(audio)
-        yield resampler.flush()
+        for speaker, words in turns(text) or [(0, text)]:
+            ratio = self._ratio(members[speaker]) if speaker < len(members) else 1.0
+            sentences = await loop.run_in_executor(self._pool, voice.phonemize, strip_tags(words))
+            resampler = StreamResampler(round(voice.config.sample_rate * ratio), SAMPLE_RATE)
+            for phonemes in sentences:
+                if not phonemes:
+                    continue
+                run = onnxruntime.RunOptions()
+                job = loop.run_in_executor(
+                    self._pool, self._synthesize, voice, phonemes, ratio, run
+                )
+                try:
+                    audio = await job
+                except asyncio.CancelledError:
+                    # ONNX Runtime checks this flag between kernels: the thread stops in ~1 ms.
+                    run.terminate = True
+                    raise
+                yield resampler.process(audio)
+            yield resampler.flush()
+
+    def _ratio(self, persona: StoredPersona) -> float:
+        """How much higher than Piper's this persona's clip speaks (cached per content)."""
+        ratio = self._pitch.get(persona.info.sha256)
+        if ratio is None:
+            with wave.open(io.BytesIO(persona.wav)) as w:
+                hz = pitch_hz(w.readframes(w.getnframes()), w.getframerate())
+            lo, hi = _PITCH_LIMITS
+            ratio = min(hi, max(lo, (hz or _PIPER_HZ) / _PIPER_HZ))
+            if abs(ratio - 1.0) < 0.05:
+                ratio = 1.0  # Piper's own voice (the joe persona) stays untouched
+            self._pitch[persona.info.sha256] = ratio
+        return ratio
 
     def _synthesize(
-        self, voice: PiperVoice, phonemes: list[str], run: onnxruntime.RunOptions
+        self, voice: PiperVoice, phonemes: list[str], ratio: float, run: onnxruntime.RunOptions
     ) -> bytes:
         """One sentence, on a worker thread; `run.terminate` aborts it."""
         self.metrics.engine_busy.inc()
@@ -92,7 +123,9 @@ class PreviewEngine:
             inputs = {
                 "input": np.array([ids], dtype=np.int64),
                 "input_lengths": np.array([len(ids)], dtype=np.int64),
-                "scales": np.array([c.noise_scale, c.length_scale, c.noise_w_scale], np.float32),
+                "scales": np.array(
+                    [c.noise_scale, c.length_scale * ratio, c.noise_w_scale], np.float32
+                ),
             }
             audio = voice.session.run(None, inputs, run)[0].squeeze()
             peak = float(np.max(np.abs(audio))) or 1.0
