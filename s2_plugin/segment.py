@@ -160,6 +160,7 @@ class Segmenter:
         self._split: int | None = None  # decided end of the segment, waiting for the next word
         self._cancel_on_lower = False  # a lowercase next word means the sentence goes on
         self._cancel_on_digit = False  # "No. 5": a number next means it was an abbreviation
+        self._opening_speaker: int | None = None  # a speaker tag before the segment's words
 
     def push(self, fragment: str) -> list[Segment]:
         """Add one fragment; return the segments it completes, at once."""
@@ -184,16 +185,9 @@ class Segmenter:
 
     def _segment(self, text: str) -> Segment:
         """`text` as a Segment: its speaker is the last speaker tag before its first word."""
-        speaker = self._speaker
-        for tag in tags.find_tags(text):
-            n = tags.speaker_of(tag.raw)
-            if n is not None:
-                if tags.has_speech(text[: tag.start]):
-                    # Only a tag-only tail has a speaker tag after words; it speaks nothing.
-                    self._speaker = n
-                    continue
-                speaker = self._speaker = n
-        return Segment(text, speaker)
+        if self._opening_speaker is not None:
+            self._speaker = self._opening_speaker
+        return Segment(text, self._speaker)
 
     def _scan(self, final: bool) -> list[Segment]:
         out: list[Segment] = []
@@ -271,10 +265,13 @@ class Segmenter:
                 if tag_end is None:
                     break
                 self._in_word = False
-                if self._words and tag_end > 0 and tags.speaker_of(buf[i:tag_end]) is not None:
+                speaker = tags.speaker_of(buf[i:tag_end]) if tag_end > 0 else None
+                if speaker is not None and self._words:
                     self._split_at(i)  # a segment holds one speaker: cut before the switch
                     i = tag_end
                     continue
+                if speaker is not None:
+                    self._opening_speaker = speaker
                 end = tag_end if tag_end > 0 else i + 1
             elif c != "'" and c != "’":  # noqa: RUF001 (an apostrophe keeps "don't" one word)
                 self._in_word = False

@@ -530,3 +530,11 @@ def test_segments_stay_within_max_chars(words: list[tuple[str, str]], max_chars:
     assert all(len(s) <= max_chars for s in out), out
     if any(w.isalnum() for w, _ in words):
         assert squash(" ".join(out)) == squash(text)
+
+
+def test_a_speaker_tag_after_another_tag_still_opens_the_segment() -> None:
+    # The segmenter's own notion of a tag decides, not only tags.find_tags'.
+    assert segments("One two three four。 <|x. y|> <|speaker:12|> hello") == [
+        Segment("One two three four。", 0),
+        Segment("<|x. y|> <|speaker:12|> hello", 12),
+    ]

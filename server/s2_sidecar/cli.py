@@ -13,12 +13,14 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import soundfile as sf
 from aiohttp import web
 
 from s2_plugin.audio import duration_s, wav_bytes
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona, PersonaError, load_personas
-from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL
+from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, SAMPLE_RATE
+from s2_plugin.script import narrate, parse, parts
 from s2_sidecar import benchmark, doctor, voices
 from s2_sidecar.api import create_app
 from s2_sidecar.engines import ENGINES, Engine, choose
@@ -114,6 +116,19 @@ def _parser() -> argparse.ArgumentParser:
     say.add_argument("--url", default=DEFAULT_URL)
     say.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
     say.set_defaults(run=lambda a: _client_run(a, _say))
+
+    narrate = sub.add_parser(
+        "narrate", help="speak a script of several voices through a running sidecar"
+    )
+    narrate.add_argument("script", type=Path, help="lines like 'AVA: Hello.', one per turn")
+    narrate.add_argument("--cast", required=True, help="personas, speaker 0 first: ava,ben")
+    narrate.add_argument(
+        "-o", "--output", type=Path, default=Path("story.wav"), help="wav, flac, ogg or mp3"
+    )
+    narrate.add_argument("--seed", type=int, default=None)
+    narrate.add_argument("--url", default=DEFAULT_URL)
+    narrate.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+    narrate.set_defaults(run=lambda a: _client_run(a, _narrate))
 
     download = sub.add_parser("download", help=f"fetch {MODEL} from Hugging Face")
     download.add_argument("--model", default=MODEL)
@@ -219,7 +234,7 @@ def _client_run(args: argparse.Namespace, command: ClientCommand) -> int:
 
     try:
         return asyncio.run(run())
-    except (S2Error, ValueError) as e:  # ValueError: bad text or persona, caught before sending
+    except (S2Error, ValueError) as e:  # bad text, persona or script, caught before sending
         print(f"s2-sidecar: {e}", file=sys.stderr)
         return 1
 
@@ -250,6 +265,53 @@ async def _say(client: S2Client, args: argparse.Namespace) -> int:
     args.output.write_bytes(wav_bytes(pcm))
     print(f"{args.output}: {duration_s(pcm):.2f} s")
     return 0
+
+
+async def _narrate(client: S2Client, args: argparse.Namespace) -> int:
+    cast = [name.strip() for name in args.cast.split(",") if name.strip()]
+    try:
+        text = args.script.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the script {args.script}: {e}") from e
+    fmt = _SOUND_FORMATS.get(args.output.suffix.lower())
+    if fmt is None:
+        raise UsageError(
+            f"cannot write {args.output.suffix or 'a file without suffix'}; "
+            f"name the output {' or '.join('*' + s for s in _SOUND_FORMATS)}"
+        )
+    planned = parts(parse(text, cast))
+    params = {"seed": args.seed} if args.seed is not None else {}
+    samples, done = 0, 0
+    try:
+        # Written as it arrives: a long story needs no memory, and a failure keeps nothing.
+        with sf.SoundFile(args.output, "w", SAMPLE_RATE, 1, format=fmt) as out:
+            _progress(0, len(planned), 0)
+            async for part, pcm in narrate(client, planned, cast, **params):
+                out.buffer_write(pcm, dtype="int16")
+                samples += len(pcm) // 2
+                if part.index > done:
+                    done = part.index
+                    _progress(done, len(planned), samples)
+            _progress(len(planned), len(planned), samples)
+    except BaseException:
+        args.output.unlink(missing_ok=True)
+        raise
+    print(f"\n{args.output}: {len(planned)} parts, {samples / SAMPLE_RATE:.2f} s", file=sys.stderr)
+    return 0
+
+
+_SOUND_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+
+
+def _progress(done: int, total: int, samples: int) -> None:
+    width = 30
+    bar = "#" * (width * done // total) + "-" * (width - width * done // total)
+    print(
+        f"\r[{bar}] {done}/{total} parts, {samples / SAMPLE_RATE:.1f} s of audio",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 # --- download ------------------------------------------------------------------------------

@@ -18,11 +18,11 @@ from s2_sidecar import cast
 from s2_sidecar.clips import pitch_hz
 from s2_sidecar.errors import BadRequest
 from s2_sidecar.store import StoredPersona
-from support.cast import CAST, RATIOS, who
+from support.cast import CAST, plain, who
 from support.sidecar import SidecarProcess
 from support.speech import transcribe, wer
 
-from s2_plugin.audio import resample, wav_bytes
+from s2_plugin.audio import wav_bytes
 from s2_plugin.client import S2Client, S2StatusError
 from s2_plugin.personas import Persona
 from s2_plugin.protocol import SAMPLE_RATE, SPEECH_PATH, SpeechRequest, VoiceInfo
@@ -238,8 +238,7 @@ async def test_each_speaker_of_a_cast_speaks_in_its_own_voice(
             heard, off = who(pcm, SAMPLE_RATE, hz)
             assert heard == name, (n, heard, off)
             # The words: undo the voice's pitch shift for the recogniser.
-            plain = resample(pcm, round(SAMPLE_RATE / RATIOS[name]), SAMPLE_RATE)
-            assert wer(line, transcribe(plain, SAMPLE_RATE)) <= 0.5
+            assert wer(line, transcribe(plain(pcm, SAMPLE_RATE, name), SAMPLE_RATE)) <= 0.5
 
 
 async def _error(url: str, body: dict[str, object]) -> tuple[int, dict[str, Any]]:

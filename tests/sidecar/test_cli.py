@@ -58,3 +58,42 @@ def test_download_without_a_reachable_hub_says_what_to_do(tmp_path: Path) -> Non
     assert "cannot download fishaudio/s2-pro" in done.stderr
     assert "connect to the internet" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_narrate_writes_the_story_with_a_progress_bar(
+    cast_sidecar: SidecarProcess, tmp_path: Path
+) -> None:
+    script = tmp_path / "story.txt"
+    script.write_text("AVA: Good evening, and welcome.\nBEN: Thank you, it is good to be here.\n")
+    out = tmp_path / "story.flac"
+    done = cli(
+        "narrate", str(script), "--cast", "ava,ben", "-o", str(out), "--url", cast_sidecar.url
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[" + "#" * 30 + "] 1/1 parts" in done.stderr
+    x, rate = sf.read(out, dtype="int16")
+    assert rate == 44100
+    reported = float(done.stderr.rsplit(", ", 1)[1].removesuffix(" s\n"))
+    assert abs(len(x) / rate - reported) < 0.01  # every sample it received is in the file
+
+
+def test_narrate_refuses_bad_scripts_and_casts_and_leaves_no_file(
+    cast_sidecar: SidecarProcess, tmp_path: Path
+) -> None:
+    out = tmp_path / "story.wav"
+    cases = [
+        ("", "ava", "the script has no lines to speak"),
+        ("AVA: Hi.\nthen silence", "ava", "line 2 names no speaker"),
+        ("AVA: Hi.\nZED: Yo.", "ava", "line 2: 'ZED' is not in the cast (ava)"),
+        ("AVA: Hi.\nZED: Yo.", "ava,zed", "cast member 'zed' is not a registered persona"),
+    ]
+    for text, cast, message in cases:
+        script = tmp_path / "story.txt"
+        script.write_text(text)
+        done = cli(
+            "narrate", str(script), "--cast", cast, "-o", str(out), "--url", cast_sidecar.url
+        )
+        assert done.returncode != 0 and message in done.stderr, (message, done.stderr)
+        assert not out.exists()
+    done = cli("narrate", str(script), "--cast", "ava", "-o", str(tmp_path / "x.aiff"))
+    assert done.returncode == 2 and "name the output *.wav or *.flac" in done.stderr
