@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"or ${API_KEY_ENV}")
     g = serve.add_argument_group("sglang_omni engine")
     g.add_argument("--model-path", default=MODEL, help="HF id or local directory")
+    g.add_argument(
+        "--sglang-url",
+        help="use the SGLang-Omni (or sgl-omni-router-py) at this URL; nothing is launched",
+    )
     g.add_argument("--sglang-command", default="sgl-omni", help="how to run SGLang-Omni")
     g.add_argument("--sglang-port", type=int, default=0, help="loopback port; 0 picks a free one")
     g.add_argument("--stream-stride", type=int, default=None, help="codec frames in chunk 1")
@@ -168,7 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
-    kind = choose(args.engine)
+    kind = "sglang_omni" if args.sglang_url and args.engine == "auto" else choose(args.engine)
     if kind == "preview":
         from s2_sidecar.engines.preview import PreviewEngine
 
@@ -192,7 +196,7 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
         launch.stream_stride = args.stream_stride
     if args.stream_followup_stride is not None:
         launch.stream_followup_stride = args.stream_followup_stride
-    return SGLangOmniEngine(metrics, launch)
+    return SGLangOmniEngine(metrics, launch, url=args.sglang_url)
 
 
 async def _run(app: web.Application, host: str, port: int) -> None:

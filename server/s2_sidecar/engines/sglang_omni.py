@@ -1,11 +1,18 @@
-"""The S2-Pro engine: SGLang-Omni 0.1.9's `sgl-omni serve` as a supervised subprocess on loopback.
+"""The S2-Pro engine: SGLang-Omni 0.1.9, launched and supervised here or reached at a URL.
+
+Local (default): `sgl-omni serve` runs as a supervised subprocess on loopback. Remote
+(`url=`, `--sglang-url`): a bare SGLang-Omni or `sgl-omni-router-py` in front of many, which
+nothing here launches; health comes from its `/health`.
 
 Requests become 0.1.9's `CreateSpeechRequest` (`sglang_omni/serve/protocol.py`). A persona's
 reference travels by path (`references=[{audio_path, text}]`) to the SGLang-Omni this engine
-launched, which is allowed to read the persona store (`--allowed-local-media-path`), so no
-request carries megabytes. Each reference is serialised once per persona and reused byte for
+launched, which may read the persona store (`--allowed-local-media-path`), so no request
+carries megabytes; to a remote one it travels inline, compressed to pass the router's 1 MiB
+routing limit (`compact.py`). Each reference is serialised once per persona and reused byte for
 byte: 0.1.9 keys its reference-encode cache on the reference (`cache_key.py`) and its radix
-cache on the reference codes plus the identical prompt (`request_builders.py`).
+cache on the reference codes plus the identical prompt (`request_builders.py`). Behind a router
+every worker has its own caches, so each persona is warmed on each routable worker listed at
+the router's `/workers` (`sglang_omni_router/python/app.py`), again when one comes back.
 
 Rules taken from the 0.1.9 wheel (paths inside `sglang_omni/`):
 - `serve/launcher.py` `run_server`: stages must start within `SGLANG_OMNI_STARTUP_TIMEOUT`
@@ -24,6 +31,7 @@ Rules taken from the 0.1.9 wheel (paths inside `sglang_omni/`):
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import json
@@ -48,6 +56,7 @@ from s2_plugin.protocol import (
     SPEECH_PATH,
     SpeechRequest,
 )
+from s2_sidecar.engines import compact
 from s2_sidecar.engines.base import Status
 from s2_sidecar.errors import BadRequest, EngineFailed, Unavailable
 from s2_sidecar.metrics import Metrics
@@ -55,6 +64,10 @@ from s2_sidecar.store import StoredPersona
 
 log = logging.getLogger(__name__)
 
+WARMUP_TEXT = "Hello."
+ROUTE_WORKER_HEADER = "x-sglang-omni-route-worker"
+WORKER_HEADER = "X-SGLang-Omni-Worker"
+"""The router names the worker that served a request (`proxy.py` `diagnostic_headers`)."""
 _SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "max_new_tokens")
 
 STRIDE_FLAG = "--vocoder.factory.stream_stride"
@@ -163,15 +176,23 @@ class SGLangOmniEngine:
     name = "sglang_omni"
     preview = False
 
-    def __init__(self, metrics: Metrics, launch: Launch | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics, launch: Launch | None = None, *, url: str | None = None
+    ) -> None:
         self.metrics = metrics
         self.launch = launch or Launch()
+        self.url = url.rstrip("/") if url else None
         self.model = self.launch.model_path
         self.max_concurrency = self.launch.max_running_requests
         self.on_ready: Callable[[], None] | None = None
         self._status: Status = "starting"
-        self._detail: str | None = "launching SGLang-Omni"
-        self._base_url = ""
+        self._detail: str | None = (
+            f"waiting for SGLang-Omni at {self.url}" if self.url else "launching SGLang-Omni"
+        )
+        self._base_url = self.url or ""
+        self._warmed: dict[str, set[str]] = {}
+        """Worker URL -> hashes of the personas warmed on it since it last became routable."""
+        self._new_reference = asyncio.Event()
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -188,7 +209,7 @@ class SGLangOmniEngine:
         self._session = aiohttp.ClientSession(
             timeout=timeout, connector=aiohttp.TCPConnector(limit=0)
         )
-        self._supervisor = asyncio.create_task(self._supervise())
+        self._supervisor = asyncio.create_task(self._follow() if self.url else self._supervise())
 
     async def stop(self) -> None:
         tasks = [t for t in (self._supervisor, *self._checks) if t]
@@ -222,11 +243,19 @@ class SGLangOmniEngine:
     def _reference(self, persona: StoredPersona) -> bytes:
         cached = self._references.get(persona.name)
         if cached is None or cached[0] != persona.info.sha256:
-            # By path: SGLang-Omni's API process only stats the file, its preprocessing stage
-            # reads it and caches the codes by content (`cache_key.py`, `file:` keys).
-            reference = {"audio_path": str(persona.path.resolve()), "text": persona.info.transcript}
-            cached = (persona.info.sha256, json.dumps(reference).encode())
+            text = persona.info.transcript
+            reference: dict[str, str]
+            if self.url:
+                fits = compact.REFERENCE_BUDGET - len(json.dumps(text))
+                data, media_type = compact.encode(persona.wav, fits)
+                reference = {"data": base64.b64encode(data).decode(), "media_type": media_type}
+            else:
+                # By path: SGLang-Omni's API process only stats the file, its preprocessing
+                # stage reads it and caches the codes by content (`cache_key.py`, `file:` keys).
+                reference = {"audio_path": str(persona.path.resolve())}
+            cached = (persona.info.sha256, json.dumps({**reference, "text": text}).encode())
             self._references[persona.name] = cached
+            self._new_reference.set()
         return cached[1]
 
     async def generate(
@@ -250,7 +279,8 @@ class SGLangOmniEngine:
                     async for pcm in chunks:
                         yield pcm
                 if request_id := response.headers.get(HEADER_REQUEST_ID):
-                    self._spawn(self._check_finish(request_id))
+                    worker = response.headers.get(WORKER_HEADER)
+                    self._spawn(self._check_finish(request_id, worker))
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise Unavailable(
                 f"SGLang-Omni sent nothing for {self.launch.read_timeout} s; retry shortly",
@@ -261,12 +291,18 @@ class SGLangOmniEngine:
         finally:
             self.metrics.engine_busy.dec()
 
-    async def _check_finish(self, request_id: str) -> None:
-        """Count a generation that `max_new_tokens` cut short: raw PCM cannot say so in-band."""
+    async def _check_finish(self, request_id: str, worker: str | None) -> None:
+        """Count a generation that `max_new_tokens` cut short: raw PCM cannot say so in-band.
+
+        Behind a router the outcome lives on the worker that streamed: it is named by echoing
+        the response's `X-SGLang-Omni-Worker` (`route_metadata.py` `extract_route_metadata`).
+        """
         assert self._session is not None
+        headers = {ROUTE_WORKER_HEADER: worker} if worker else {}
         try:
             async with self._session.get(
                 f"{self._base_url}{SPEECH_PATH}/{request_id}",
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=5),
             ) as r:
                 outcome = await r.json() if r.status == 200 else {}
@@ -285,6 +321,86 @@ class SGLangOmniEngine:
         task = asyncio.ensure_future(coro)
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
+
+    # --- a remote SGLang-Omni or router -------------------------------------------------
+
+    async def _follow(self) -> None:
+        """Track a server this engine did not start: its health, and the router's workers."""
+        interval, limit = self.launch.health_interval, self.launch.health_failures
+        failures = 0
+        workers_known = True
+        while True:
+            if await self._healthy(timeout=interval):
+                failures = 0
+                if self._status != "ready":
+                    self._status, self._detail = "ready", None
+                    log.info("SGLang-Omni ready at %s", self.url)
+                    if self.on_ready:
+                        self.on_ready()
+                workers = await self._routable_workers()
+                if workers is None and workers_known:
+                    log.info(
+                        "%s lists no /workers (not a router): each persona is warmed by its "
+                        "first request, and with several workers the first per worker is cold",
+                        self.url,
+                    )
+                workers_known = workers is not None
+                await self._warm_workers(workers or [])
+            else:
+                failures += 1
+                if failures >= limit and self._status != "unhealthy":
+                    self._status = "unhealthy"
+                    self._detail = f"SGLang-Omni at {self.url} failed {failures} health checks"
+                    log.error(self._detail)
+            self._new_reference.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_reference.wait(), interval)
+
+    async def _routable_workers(self) -> list[str] | None:
+        """The URLs of the router's routable workers; None if the URL is not a router."""
+        assert self._session is not None
+        try:
+            async with self._session.get(
+                f"{self.url}/workers", timeout=aiohttp.ClientTimeout(total=5)
+            ) as r:
+                listing = await r.json() if r.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        if not isinstance(listing, dict) or not isinstance(listing.get("workers"), list):
+            return None
+        urls = [w["url"] for w in listing["workers"] if w.get("routable")]
+        for gone in set(self._warmed) - set(urls):  # drained or restarting: caches are suspect
+            del self._warmed[gone]
+        return urls
+
+    async def _warm_workers(self, workers: list[str]) -> None:
+        """Send each persona's warm-up straight to every routable worker that lacks it."""
+        jobs = [
+            self._warm_one(url, sha, reference)
+            for url in workers
+            for sha, reference in list(self._references.values())
+            if sha not in self._warmed.setdefault(url, set())
+        ]
+        await asyncio.gather(*jobs)
+
+    async def _warm_one(self, worker: str, sha: str, reference: bytes) -> None:
+        assert self._session is not None
+        body = json.dumps(
+            {"input": WARMUP_TEXT, "response_format": "pcm", "stream": True, "max_new_tokens": 32}
+        ).encode()
+        body = body[:-1] + b', "references": [' + reference + b"]}"
+        try:
+            async with self._session.post(
+                worker + SPEECH_PATH, data=body, headers={"Content-Type": "application/json"}
+            ) as r:
+                await r.read()
+                ok = r.status == 200
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("warm-up on worker %s failed: %s", worker, e)
+            ok = False
+        self.metrics.warmups.labels("ok" if ok else "error").inc()
+        if ok:
+            self._warmed.setdefault(worker, set()).add(sha)
 
     # --- supervision ---------------------------------------------------------------------
 
@@ -443,8 +559,10 @@ async def _upstream_error(response: aiohttp.ClientResponse) -> Exception:
         message = raw.decode(errors="replace")[:500]
     if 400 <= response.status < 500:
         return BadRequest(f"SGLang-Omni refused the request: {message}", "engine_rejected")
-    if response.status == 503:  # starting, or its queue is full (`speech_errors.py`)
+    if response.status == 503:  # starting, its queue is full, or the router's admission
         return Unavailable(f"SGLang-Omni is busy ({message}); retry shortly")
+    if response.status in (502, 504):  # the router lost the worker (`proxy.py` `open_upstream`)
+        return Unavailable(f"SGLang-Omni's router could not reach a worker ({message}); retry")
     # A 500 from 0.1.9 is a fault on this request (e.g. a ValueError in a request builder):
     # the same request would fail the same way, so it is not a "retry shortly".
     return EngineFailed(

@@ -1,0 +1,166 @@
+"""The sglang_omni engine with `--sglang-url` in front of SGLang-Omni's REAL router and 3 stand-ins.
+
+Nothing here is launched by the sidecar: the router (`sgl-omni-router-py`, least_request, health
+checks every second) spreads requests over the workers; the sidecar follows its /health and
+warms every persona on every routable worker listed at /workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.router import Fleet
+from support.sidecar import PERSONAS_TOML, SidecarProcess
+
+from s2_plugin.client import S2Client, S2Error
+from s2_plugin.personas import load_personas
+
+TEXT = "Your order has shipped and should arrive on Friday."
+JOE = PERSONAS_TOML.parent / "joe.wav"
+
+
+def expected_pcm(text: str) -> bytes:
+    return np.full(6 * len(text.split()) * 2048, len(text), dtype="<i2").tobytes()
+
+
+def sidecar_for(fleet: Fleet, store: Path, personas: Path | None) -> SidecarProcess:
+    args = ["--sglang-url", fleet.router_url, "--sglang-health-interval", "0.3"]
+    args += ["--sglang-read-timeout", "5"]
+    return SidecarProcess(store, engine="sglang_omni", personas=personas, args=args)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with Fleet(3, tmp_path_factory.mktemp("fleet")) as fleet:
+        yield fleet
+
+
+@pytest.fixture(scope="module")
+def sidecar(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    with sidecar_for(fleet, tmp_path_factory.mktemp("a") / "store", PERSONAS_TOML) as sidecar:
+        yield sidecar
+
+
+@pytest.fixture
+def workers(fleet: Fleet, sidecar: SidecarProcess) -> Fleet:
+    fleet.wait_routable(3)
+    for worker in fleet.workers:
+        worker.control(mode="ok", frame_s=0.0)
+    return fleet
+
+
+def references(fleet: Fleet, persona_text: str) -> dict[int, set[str]]:
+    """Per worker: the reference payloads it received for the persona with this transcript."""
+    return {
+        i: {
+            ref["data"]
+            for body in worker.bodies()
+            for ref in body.get("references", [])
+            if ref["text"].startswith(persona_text)
+        }
+        for i, worker in enumerate(fleet.workers)
+    }
+
+
+def wait_warmed(fleet: Fleet, persona_text: str, worker: int | None = None) -> None:
+    indices = range(len(fleet.workers)) if worker is None else [worker]
+    for _ in range(600):
+        refs = references(fleet, persona_text)
+        if all(refs[i] for i in indices):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not warmed on every worker: {refs}")
+
+
+async def test_references_go_inline_as_flac_under_the_router_limit(
+    workers: Fleet, sidecar: SidecarProcess
+) -> None:
+    async with S2Client(sidecar.url) as client:
+        await client.synthesize(TEXT, voice="joe")
+    (raw,) = [b for w in workers.workers for b in w.bodies() if b["input"] == TEXT][-1:]
+    (reference,) = raw["references"]
+    assert reference["media_type"] == "audio/flac"
+    flac = base64.b64decode(reference["data"])
+    assert len(flac) < 0.4 * JOE.stat().st_size  # 14 s: ~1.2 MB as WAV, ~350 KB as FLAC
+    assert len(reference["data"]) < 1024 * 1024  # so the router parses it and spreads it
+
+
+async def test_every_persona_is_warmed_on_every_worker(
+    workers: Fleet, sidecar: SidecarProcess
+) -> None:
+    wait_warmed(workers, "Hi, I'm Joe")
+    refs = references(workers, "Hi, I'm Joe")
+    assert len(set.union(*refs.values())) == 1  # byte-identical on every worker
+    assert sidecar.metrics()['s2_warmups_total{outcome="error"}'] == 0
+
+
+async def test_requests_for_several_personas_spread_over_all_workers(
+    workers: Fleet, sidecar: SidecarProcess
+) -> None:
+    for worker in workers.workers:
+        worker.control(frame_s=0.01)  # ~0.5 s a stream, so they overlap and least_request spreads
+    before = [w.state()["completed"] for w in workers.workers]
+    texts = [f"Reply number {n} for the caller is ready now." for n in range(12)]
+    async with S2Client(sidecar.url, read_timeout=10) as client:
+        pcms = await asyncio.gather(
+            *(client.synthesize(t, voice=("joe", "default")[n % 2]) for n, t in enumerate(texts))
+        )
+    assert [p == expected_pcm(t) for p, t in zip(pcms, texts, strict=True)] == [True] * 12
+    served = [w.state()["completed"] - b for w, b in zip(workers.workers, before, strict=True)]
+    assert sum(served) == 12 and all(n > 0 for n in served), served
+
+
+async def test_a_killed_worker_is_drained_and_when_back_warmed_and_used(
+    workers: Fleet, sidecar: SidecarProcess
+) -> None:
+    victim = workers.workers[0]
+    for worker in workers.workers:
+        worker.control(frame_s=0.02)  # ~1 s a stream
+    async with S2Client(sidecar.url, read_timeout=5) as client:
+        texts = [f"Reply number {n} for the caller is ready now." for n in range(6)]
+        calls = [asyncio.create_task(client.synthesize(t, voice="joe")) for t in texts]
+        for _ in range(500):  # until the victim is streaming its share
+            if victim.state()["active"] >= 1:
+                break
+            await asyncio.sleep(0.01)
+        on_victim = victim.state()["active"]
+        victim.kill()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert 1 <= len(failed) <= on_victim, results
+        assert all(isinstance(r, S2Error) for r in failed), failed
+        ok = [(r, t) for r, t in zip(results, texts, strict=True) if isinstance(r, bytes)]
+        assert all(r == expected_pcm(t) for r, t in ok)
+
+        workers.wait_routable(2)  # the router drained it
+        later = await asyncio.gather(*(client.synthesize(t, voice="joe") for t in texts))
+        assert later == [expected_pcm(t) for t in texts]
+
+        victim.start()
+        victim.control(frame_s=0.02)
+        workers.wait_routable(3)
+        wait_warmed(workers, "Hi, I'm Joe", worker=0)  # a fresh process, warmed again
+        before = victim.state()["completed"]
+        again = await asyncio.gather(*(client.synthesize(t, voice="joe") for t in texts))
+    assert again == [expected_pcm(t) for t in texts]
+    assert victim.state()["completed"] > before  # used again
+
+
+async def test_two_sidecars_share_personas_through_the_router(
+    workers: Fleet, sidecar: SidecarProcess, tmp_path: Path
+) -> None:
+    (persona,) = load_personas(PERSONAS_TOML)  # the Persona an agent on another machine holds
+    with sidecar_for(workers, tmp_path / "b" / "store", None) as other:
+        async with S2Client(other.url) as client:
+            await client.ensure_persona(persona)  # what S2TTSService / s2.TTS do on first use
+            assert await client.synthesize(TEXT, voice="joe") == expected_pcm(TEXT)
+    refs = references(workers, "Hi, I'm Joe")
+    # Both sidecars sent the same bytes: every worker's caches serve both.
+    assert len(set.union(*refs.values())) == 1
+
