@@ -20,7 +20,8 @@ from typing import Any
 from s2_plugin import tags
 from s2_plugin.audio import SAMPLE_RATE, StreamResampler
 from s2_plugin.client import S2Client
-from s2_plugin.segment import Segmenter
+from s2_plugin.personas import check_speakers
+from s2_plugin.segment import Segment, Segmenter
 
 __all__ = [
     "AudioChunk",
@@ -37,6 +38,11 @@ class SpeechOptions:
     """What every request of a reply carries; read when each segment is sent."""
 
     voice: str = "default"
+    cast: tuple[str, ...] = ()
+    """Persona names, speaker 0 first: a segment of speaker N is spoken by the Nth."""
+    cast_requests: bool = False
+    """Send each segment as a cast request (the whole cast in S2's context) rather than as a
+    request for its speaker's persona alone; see `request`."""
     style: str | None = None
     """Overrides the persona's default style tag; '' turns it off, None keeps it."""
     temperature: float | None = None
@@ -46,8 +52,25 @@ class SpeechOptions:
     seed: int | None = None
     max_new_tokens: int | None = None
 
-    def request_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+    def request(self, segment: Segment) -> tuple[str, dict[str, Any]]:
+        """The input and the request fields for one segment.
+
+        With a cast, a segment goes by default to its speaker's persona alone: each persona's
+        prefix is then the one S2 keeps warm for it anyway, and the prompt holds one clip
+        instead of the whole cast's (half the reference frames for two speakers). A cast
+        request puts every clip in the context, for a handover where the voices must match
+        S2's multi-speaker training; `bench/bench_cast.py` measures both.
+        """
+        fields = {k: v for k, v in asdict(self).items() if v is not None and k not in _CASTING}
+        if not self.cast:
+            return segment.text, fields
+        check_speakers(tags.speaker_tag(segment.speaker), self.cast)
+        words = tags.strip_speakers(segment.text)
+        if not self.cast_requests:
+            return words, {**fields, "voice": self.cast[segment.speaker]}
+        del fields["voice"]
+        tag = f"{tags.speaker_tag(segment.speaker)} " if segment.speaker else ""
+        return tag + words, {**fields, "cast": list(self.cast)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +90,8 @@ class SegmentStart:
     """The text sent to S2, tags included."""
     transcript: str
     """The same text without tags: what will be said."""
+    speaker: int = 0
+    """Who says it: an index into the options' cast."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +107,13 @@ class SegmentEnd:
     """Samples yielded for this segment, at the stream's sample rate."""
     ttfa_s: float
     """From sending the request to its first PCM byte."""
+    speaker: int = 0
+    """Who said it: an index into the options' cast."""
 
 
 StreamEvent = AudioChunk | SegmentStart | SegmentEnd
+
+_CASTING = frozenset({"cast", "cast_requests"})
 
 _DONE = object()
 
@@ -93,6 +122,7 @@ _DONE = object()
 class _Segment:
     index: int
     text: str
+    speaker: int
     sent_at: float = 0.0
     first_at: float | None = None
     chunks: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
@@ -131,13 +161,13 @@ class SpeechStream:
         """Add LLM text; each segment it completes is sent as soon as a slot is free."""
         self._check_open()
         for segment in self._segmenter.push(fragment):
-            self._add(segment.text)
+            self._add(segment)
 
     def end_input(self) -> None:
         """No more text for this reply: send what the segmenter still holds."""
         self._check_open()
         for segment in self._segmenter.flush():
-            self._add(segment.text)
+            self._add(segment)
         self._ended = True
         self._changed.set()
 
@@ -152,11 +182,11 @@ class SpeechStream:
         if self._ended:
             raise RuntimeError("end_input() was called; start a new SpeechStream for more text")
 
-    def _add(self, text: str) -> None:
-        text = tags.repair(text)
+    def _add(self, segment: Segment) -> None:
+        text = tags.repair(segment.text)
         if not tags.has_speech(text):
             return
-        self._waiting.append(_Segment(self._count, text))
+        self._waiting.append(_Segment(self._count, text, segment.speaker))
         self._count += 1
         self._send_waiting()
         self._changed.set()
@@ -167,14 +197,15 @@ class SpeechStream:
             self._open += 1
             # Options are read now, not when the task first runs, so a settings change made
             # right after this call applies from the next segment, exactly.
-            fields = self._options().request_fields()
-            segment.task = asyncio.get_running_loop().create_task(self._fetch(segment, fields))
+            options = self._options()
+            segment.task = asyncio.get_running_loop().create_task(self._fetch(segment, options))
             self._sent.append(segment)
 
-    async def _fetch(self, segment: _Segment, fields: dict[str, Any]) -> None:
+    async def _fetch(self, segment: _Segment, options: SpeechOptions) -> None:
         segment.sent_at = time.perf_counter()
         try:
-            async for pcm in self._client.speech(segment.text, **fields):
+            text, fields = options.request(Segment(segment.text, segment.speaker))
+            async for pcm in self._client.speech(text, **fields):
                 if segment.first_at is None:
                     segment.first_at = time.perf_counter()
                 segment.chunks.put_nowait(pcm)
@@ -203,7 +234,7 @@ class SpeechStream:
                     continue
                 segment = self._sent[0]
                 transcript = tags.strip_tags(segment.text)
-                yield SegmentStart(segment.index, segment.text, transcript)
+                yield SegmentStart(segment.index, segment.text, transcript, segment.speaker)
                 samples = 0
                 while (item := await segment.chunks.get()) is not _DONE:
                     if isinstance(item, BaseException):
@@ -223,6 +254,7 @@ class SpeechStream:
                     transcript=transcript,
                     samples=samples,
                     ttfa_s=(segment.first_at or segment.sent_at) - segment.sent_at,
+                    speaker=segment.speaker,
                 )
         finally:
             if not finished:

@@ -14,6 +14,7 @@ MAX_TAG_CHARS = 64
 """Longest cue inside `[...]`; S2 reads free-form cues, but a long one is almost always a bug."""
 
 _SPEAKER_RE = re.compile(r"<\|speaker:(\d{1,2})\|>")
+_SPEAKER_SPACED_RE = re.compile(r"\s*<\|speaker:\d{1,2}\|>\s*")
 _TAG_RE = re.compile(r"\[[^\[\]\n]*\]|<\|speaker:\d{1,2}\|>")
 _SPACES_RE = re.compile(r"\s+")
 _STRAY_RE = re.compile(r"<\||\|>|[\[\]]|[\x00-\x08\x0b-\x1f\x7f]")
@@ -153,6 +154,11 @@ def speaker_of(tag: str) -> int | None:
     """N when `tag` is exactly `<|speaker:N|>`, else None."""
     m = _SPEAKER_RE.fullmatch(tag)
     return int(m.group(1)) if m else None
+
+
+def strip_speakers(text: str) -> str:
+    """`text` without its speaker tags (other tags kept), for a request in one voice."""
+    return _SPEAKER_SPACED_RE.sub(" ", text).strip()
 
 
 def speaker_tag(speaker: int) -> str:

@@ -6,6 +6,8 @@ import pytest
 from support.pcm_server import expected_samples, level, pcm_server
 
 from s2_plugin.client import S2Client, S2StatusError
+from s2_plugin.personas import PersonaError
+from s2_plugin.segment import Segment
 from s2_plugin.stream import (
     AudioChunk,
     SegmentEnd,
@@ -175,3 +177,37 @@ async def test_text_after_end_input_is_refused() -> None:
 def test_ahead_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         SpeechStream(S2Client(), SpeechOptions(), ahead=0)
+
+
+# --- casts
+
+
+def test_with_a_cast_each_segment_goes_to_its_speakers_persona() -> None:
+    options = SpeechOptions(voice="ava", cast=("ava", "ben"), seed=3)
+    assert options.request(Segment("Hello there.", 0)) == (
+        "Hello there.",
+        {"voice": "ava", "seed": 3},
+    )
+    assert options.request(Segment("<|speaker:1|> [laugh] Hi!", 1)) == (
+        "[laugh] Hi!",
+        {"voice": "ben", "seed": 3},
+    )
+    # Cut in the middle of a turn: no tag in the text, the speaker still counts.
+    assert options.request(Segment("how are you?", 1))[1]["voice"] == "ben"
+
+
+def test_cast_requests_carry_the_cast_and_the_speaker_tag() -> None:
+    options = SpeechOptions(cast=("ava", "ben"), cast_requests=True)
+    assert options.request(Segment("how are you?", 1)) == (
+        "<|speaker:1|> how are you?",
+        {"cast": ["ava", "ben"]},
+    )
+    # SGLang-Omni opens every input with <|speaker:0|> itself.
+    assert options.request(Segment("<|speaker:0|> Fine.", 0)) == ("Fine.", {"cast": ["ava", "ben"]})
+
+
+def test_a_speaker_beyond_the_cast_is_an_error_that_names_the_cast() -> None:
+    with pytest.raises(
+        PersonaError, match=r"<\|speaker:2\|> names no one.*ava, <\|speaker:1\|> ben"
+    ):
+        SpeechOptions(cast=("ava", "ben")).request(Segment("Hi.", 2))

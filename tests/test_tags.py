@@ -14,6 +14,7 @@ from s2_plugin.tags import (
     speaker_of,
     speaker_tag,
     speakers,
+    strip_speakers,
     strip_tags,
     turns,
     validate,
@@ -158,3 +159,7 @@ def test_turns_cut_text_at_speaker_tags() -> None:
     assert turns(text) == [(0, "Hi [laugh] there."), (1, "Hello!"), (0, "Bye.")]
     assert turns("<|speaker:3|> Only me.") == [(3, "Only me.")]
     assert turns("[laugh] <|speaker:1|>") == []
+
+
+def test_strip_speakers_keeps_the_other_tags() -> None:
+    assert strip_speakers("<|speaker:1|> [laugh] Hi <|speaker:0|>  there.") == "[laugh] Hi there."

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ from pipecat.utils.types import NOT_GIVEN, NotGiven, assert_given
 
 from s2_plugin import tags
 from s2_plugin.client import S2Client, S2Error
-from s2_plugin.personas import Persona
+from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.protocol import DEFAULT_URL
 from s2_plugin.stream import AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
 
@@ -127,6 +127,7 @@ class S2TTSService(TTSService):
         *,
         base_url: str = DEFAULT_URL,
         persona: str | Persona | None = None,
+        cast: Sequence[str | Persona] | None = None,
         api_key: str | None = None,
         aiohttp_session: aiohttp.ClientSession | None = None,
         read_timeout: float = 10.0,
@@ -144,6 +145,11 @@ class S2TTSService(TTSService):
                 `Persona`, which is registered when the pipeline starts unless the sidecar
                 already holds the same content (one upload per content hash). None speaks
                 with the sidecar's default voice. ``settings.voice``, if given, wins.
+            cast: Several voices, speaker 0 first (names or `Persona`s, registered like
+                ``persona``): ``<|speaker:N|>`` in the LLM's text hands over to the Nth, and
+                every segment is spoken by its turn's persona, also one cut mid-turn. Speaker
+                0 is the voice, unless ``persona`` names it. Each ``TTSTextFrame`` says who
+                spoke in ``metadata["speaker"]``. Give the LLM ``tag_guide(cast=...)``.
             api_key: The sidecar's API key, if it was started with one.
             aiohttp_session: A session to share; it is not closed by this service.
             read_timeout: Seconds without audio after which a request fails with an error.
@@ -159,10 +165,13 @@ class S2TTSService(TTSService):
                   off a slow first audio (a cold GPU, a queue); a request this slow fails with
                   its own, clearer, read-timeout error first.
         """
-        self._persona = persona if isinstance(persona, Persona) else None
+        members = list(cast or ())
+        persona = persona if persona is not None else (members[0] if members else None)
+        self._personas = [p for p in [persona, *members] if isinstance(p, Persona)]
+        self._cast = tuple(validate_cast([_name(p) for p in members])) if members else ()
         default_settings = self.Settings(
             model=None,
-            voice=persona.name if isinstance(persona, Persona) else persona or DEFAULT_VOICE,
+            voice=_name(persona) if persona is not None else DEFAULT_VOICE,
             language=None,
             style=None,
             temperature=None,
@@ -212,8 +221,8 @@ class S2TTSService(TTSService):
             frame: The start frame.
         """
         await super().start(frame)
-        if self._persona is not None:
-            self.create_task(self._register_persona(), name=f"{self}::register_persona")
+        if self._personas:
+            self.create_task(self._register_personas(), name=f"{self}::register_persona")
 
     async def cancel(self, frame: CancelFrame) -> None:
         """Cancel the service, closing every open request.
@@ -230,20 +239,21 @@ class S2TTSService(TTSService):
         await self._close_all()
         await self._client.aclose()
 
-    async def _register_persona(self) -> None:
-        """Upload the persona early, so the first reply doesn't wait for it."""
-        assert self._persona is not None
-        try:
-            await self._client.ensure_persona(self._persona)
-        except S2Error as e:
-            # Each reply retries and reports what still fails, as an ErrorFrame.
-            logger.warning(f"{self}: cannot register persona {self._persona.name!r} yet: {e}")
+    async def _register_personas(self) -> None:
+        """Upload the personas early, so the first reply doesn't wait for them."""
+        for persona in self._personas:
+            try:
+                await self._client.ensure_persona(persona)
+            except S2Error as e:
+                # Each reply retries and reports what still fails, as an ErrorFrame.
+                logger.warning(f"{self}: cannot register persona {persona.name!r} yet: {e}")
 
     def _speech_options(self) -> SpeechOptions:
         """The current settings as request fields; read for every segment."""
         s = self._settings
         return SpeechOptions(
             voice=assert_given(s.voice) or DEFAULT_VOICE,
+            cast=self._cast,
             style=assert_given(s.style),
             temperature=assert_given(s.temperature),
             top_p=assert_given(s.top_p),
@@ -299,13 +309,13 @@ class S2TTSService(TTSService):
         await self.cancel_ttfb_metrics()
         tts_context = self._tts_contexts.get(reply.context_id)
         reply.append_to_context = tts_context.append_to_context if tts_context else True
-        if self._persona is not None:
+        for persona in self._personas:
             try:
-                await self._client.ensure_persona(self._persona)
+                await self._client.ensure_persona(persona)
             except S2Error as e:
                 reply.finished = True
                 self._failed_contexts.add(reply.context_id)
-                return f"{self} cannot register persona {self._persona.name!r}: {e}"
+                return f"{self} cannot register persona {persona.name!r}: {e}"
         reply.stream = SpeechStream(
             self._client, self._speech_options, sample_rate=self.sample_rate, ahead=self._ahead
         )
@@ -351,6 +361,8 @@ class S2TTSService(TTSService):
         frame.context_id = reply.context_id
         frame.will_be_spoken = True
         frame.append_to_context = reply.append_to_context
+        if self._cast:
+            frame.metadata["speaker"] = self._cast[end.speaker]
         self._segment_text_frames[frame.id] = frame
         await self.append_to_audio_context(reply.context_id, frame)
         now = time.time()
@@ -444,3 +456,7 @@ def _strip_frame_tags(frame: AggregatedTextFrame) -> bool:
     if frame.raw_text:
         frame.raw_text = tags.strip_tags(frame.raw_text)
     return tags.has_speech(frame.text)
+
+
+def _name(persona: str | Persona) -> str:
+    return persona if isinstance(persona, str) else persona.name

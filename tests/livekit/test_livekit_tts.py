@@ -9,6 +9,7 @@ faults the real sidecar cannot be made to show (a stall, a 503).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,11 +32,14 @@ from livekit.agents import (
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
 from livekit.agents.voice import io
 from livekit.plugins import s2
+from s2_sidecar.clips import pitch_hz
+from support.cast import plain, who
 from support.pcm_server import pcm_server
 from support.sidecar import ROOT, SidecarProcess, free_port
 from support.speech import transcribe, wer
 
 from s2_plugin.audio import SUPPORTED_RATES
+from s2_plugin.client import S2Client
 from s2_plugin.personas import load_personas
 from s2_plugin.segment import Segmenter
 from s2_plugin.tags import strip_tags
@@ -388,3 +392,49 @@ def test_plugin_is_a_namespace_package_beside_livekit_agents() -> None:
     assert any(p.title == "livekit.plugins.s2" for p in Plugin.registered_plugins)
     assert get_args(s2.TTSSampleRate) == SUPPORTED_RATES
     assert s2.TTS().capabilities == tts.TTSCapabilities(streaming=True, aligned_transcript=True)
+
+
+CAST_REPLY = (
+    "Good evening, I will now hand you over to <|speaker:1|> me, Ben, your host for the "
+    "weather tonight. Tomorrow will be sunny and warm in the morning. In the evening there "
+    "will be some rain in the north. <|speaker:0|> Thank you Ben, that was very helpful."
+)
+
+
+async def test_a_cast_reply_is_heard_sentence_by_sentence_in_each_speakers_voice(
+    cast_sidecar: SidecarProcess,
+) -> None:
+    cast = ["ava", "ben"]
+    async with S2Client(cast_sidecar.url) as client:
+        line = "Tomorrow will be sunny and warm in the morning."
+        hz = {name: pitch_hz(await client.synthesize(line, voice=name)) for name in cast}
+    segmenter = Segmenter()
+    expected = segmenter.push(CAST_REPLY) + segmenter.flush()
+    assert {s.speaker for s in expected} == {0, 1} and len(expected) >= 4
+
+    voice = s2.TTS(base_url=cast_sidecar.url, cast=cast)
+    session = AgentSession(tts=voice, llm=ScriptedLLM(CAST_REPLY), use_tts_aligned_transcript=True)
+    output = CaptureAudioOutput()
+    session.output.audio = output
+    await session.start(Agent(instructions="Answer briefly."))
+    try:
+        await session.generate_reply(user_input="What is the weather?")
+    finally:
+        await session.aclose()
+        await voice.aclose()
+
+    pcm = output.pcm()
+    spans = [t for f in output.frames for t in f.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
+    starts = [t for t in spans if str(t)]
+    assert [str(t).strip() for t in starts] == [strip_tags(s.text) for s in expected]
+    bounds = [round(t.start_time * RATE) for t in starts] + [len(pcm) // 2]
+    errors = []
+    for span, segment, (a, b) in zip(starts, expected, itertools.pairwise(bounds), strict=True):
+        name = cast[segment.speaker]
+        assert span.speaker_id == name  # the transcript says who spoke
+        audio = pcm[2 * a : 2 * b]
+        heard, off = who(audio, RATE, hz)
+        assert heard == name, (str(span), heard, off)
+        errors.append(wer(str(span), transcribe(plain(audio, RATE, name), RATE)))
+    print("segment WERs", [round(e, 2) for e in errors])
+    assert sum(errors) / len(errors) <= 0.45, errors

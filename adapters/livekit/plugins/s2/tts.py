@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,7 +30,7 @@ from livekit.agents.utils import is_given
 
 from s2_plugin.audio import check_rate
 from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2StatusError, S2TimeoutError
-from s2_plugin.personas import Persona
+from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.protocol import DEFAULT_URL
 from s2_plugin.stream import AudioChunk, SegmentStart, SpeechOptions, SpeechStream
 
@@ -43,6 +43,7 @@ NUM_CHANNELS = 1
 @dataclass
 class _TTSOptions:
     persona: str | Persona
+    cast: list[str | Persona]
     speech: SpeechOptions
     sample_rate: int
 
@@ -52,6 +53,7 @@ class TTS(tts.TTS[None]):
         self,
         *,
         persona: str | Persona = "default",
+        cast: Sequence[str | Persona] | None = None,
         style: str | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
@@ -69,6 +71,11 @@ class TTS(tts.TTS[None]):
         Args:
             persona: A persona registered on the sidecar, by name, or a `Persona` (reference
                 clip + transcript), registered on first use or by `prewarm()`.
+            cast: Several voices, speaker 0 first (names or `Persona`s, registered like
+                ``persona``): ``<|speaker:N|>`` in the LLM's text hands over to the Nth, and
+                every segment is spoken by its turn's persona, also one cut mid-turn. Speaker
+                0 is the voice unless ``persona`` is given. Transcripts name who spoke
+                (`TimedString.speaker_id`). Give the LLM ``tag_guide(cast=...)``.
             style: Style tag for every request, e.g. "warm"; overrides the persona's default
                 style, "" turns it off.
             temperature, top_p, top_k, repetition_penalty, seed, max_new_tokens: S2 sampling.
@@ -84,10 +91,15 @@ class TTS(tts.TTS[None]):
             sample_rate=check_rate(sample_rate),
             num_channels=NUM_CHANNELS,
         )
+        members = list(cast or ())
+        if members and persona == "default":
+            persona = members[0]
         self._opts = _TTSOptions(
             persona=persona,
+            cast=members,
             speech=SpeechOptions(
                 voice=_voice(persona),
+                cast=tuple(validate_cast([_voice(p) for p in members])) if members else (),
                 style=style,
                 temperature=temperature,
                 top_p=top_p,
@@ -200,19 +212,20 @@ class TTS(tts.TTS[None]):
         return self._clients[timeout]
 
     async def _ensure_persona(self) -> None:
-        """Register a `Persona` once (the sidecar warms it up); a name needs nothing."""
-        persona = self._opts.persona
-        if isinstance(persona, str):
+        """Register each `Persona` once (the sidecar warms it up); a name needs nothing."""
+        personas = [p for p in [self._opts.persona, *self._opts.cast] if isinstance(p, Persona)]
+        if not personas:
             return
         task = self._registration
         if task is None or (task.done() and (task.cancelled() or task.exception())):
-            task = self._registration = asyncio.create_task(self._register(persona))
+            task = self._registration = asyncio.create_task(self._register(personas))
         await asyncio.shield(task)
 
-    async def _register(self, persona: Persona) -> None:
-        info = await self._client().ensure_persona(persona)
-        for warning in info.warnings:
-            logger.warning("persona %r: %s", persona.name, warning)
+    async def _register(self, personas: list[Persona]) -> None:
+        for persona in personas:
+            info = await self._client().ensure_persona(persona)
+            for warning in info.warnings:
+                logger.warning("persona %r: %s", persona.name, warning)
 
 
 class ChunkedStream(tts.ChunkedStream):
@@ -235,7 +248,7 @@ class ChunkedStream(tts.ChunkedStream):
             speech = _speech_stream(self._tts, self._opts, self._conn_options)
             speech.push_text(self._input_text)
             speech.end_input()
-            await _emit(speech, output_emitter)
+            await _emit(speech, output_emitter, self._opts.speech.cast)
         # No flush(): the base class ends the segment with the held-back tail as the final
         # frame, where a flush would add a 10 ms silent marker after the speech.
 
@@ -277,7 +290,7 @@ class SynthesizeStream(tts.SynthesizeStream):
 
             tasks = [
                 asyncio.create_task(_send_text()),
-                asyncio.create_task(_emit(speech, output_emitter)),
+                asyncio.create_task(_emit(speech, output_emitter, self._opts.speech.cast)),
             ]
             try:
                 await asyncio.gather(*tasks)
@@ -297,7 +310,9 @@ def _speech_stream(tts: TTS, opts: _TTSOptions, conn_options: APIConnectOptions)
     )
 
 
-async def _emit(speech: SpeechStream, output_emitter: tts.AudioEmitter) -> None:
+async def _emit(
+    speech: SpeechStream, output_emitter: tts.AudioEmitter, cast: Sequence[str] = ()
+) -> None:
     """Push the reply's audio, and each segment's words (tags stripped) with its time span.
 
     The words go out as the segment starts, so captions don't wait for its last audio; an
@@ -310,7 +325,11 @@ async def _emit(speech: SpeechStream, output_emitter: tts.AudioEmitter) -> None:
         elif isinstance(event, SegmentStart):
             text = (" " if event.index else "") + event.transcript
             output_emitter.push_timed_transcript(
-                TimedString(text, start_time=spoken / speech.sample_rate)
+                TimedString(
+                    text,
+                    start_time=spoken / speech.sample_rate,
+                    speaker_id=cast[event.speaker] if cast else None,
+                )
             )
         else:
             spoken += event.samples

@@ -1,0 +1,78 @@
+"""S2TTSService with a two-person cast in a real Pipecat pipeline, on the real sidecar."""
+
+from __future__ import annotations
+
+from pipecat.frames.frames import (
+    Frame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TTSAudioRawFrame,
+    TTSTextFrame,
+)
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.tests.utils import run_test
+from pipecat_s2 import S2TTSService
+from s2_sidecar.clips import pitch_hz
+from support.cast import plain, who
+from support.sidecar import SidecarProcess
+from support.speech import transcribe, wer
+
+from s2_plugin.client import S2Client
+from s2_plugin.segment import Segmenter
+from s2_plugin.tags import strip_tags
+
+RATE = 24000
+CAST = ["ava", "ben"]
+# Switches speaker mid-sentence, keeps Ben across several sentences, and hands back.
+REPLY = (
+    "Good evening, I will now hand you over to <|speaker:1|> me, Ben, your host for the "
+    "weather tonight. Tomorrow will be sunny and warm in the morning. In the evening there "
+    "will be some rain in the north. <|speaker:0|> Thank you Ben, that was very helpful."
+)
+
+
+def llm_reply(text: str, size: int = 4) -> list[Frame]:
+    tokens = [LLMTextFrame(text[i : i + size]) for i in range(0, len(text), size)]
+    return [LLMFullResponseStartFrame(), *tokens, LLMFullResponseEndFrame()]
+
+
+def spoken_segments(frames: list[Frame]) -> list[tuple[TTSTextFrame, bytes]]:
+    """Each segment's text frame with the audio that came before it (and after the last)."""
+    out, pcm = [], b""
+    for f in frames:
+        if isinstance(f, TTSAudioRawFrame):
+            pcm += f.audio
+        elif isinstance(f, TTSTextFrame):
+            out.append((f, pcm))
+            pcm = b""
+    return out
+
+
+async def test_every_sentence_is_heard_in_its_speakers_voice(
+    cast_sidecar: SidecarProcess,
+) -> None:
+    async with S2Client(cast_sidecar.url) as client:
+        line = "Tomorrow will be sunny and warm in the morning."
+        hz = {name: pitch_hz(await client.synthesize(line, voice=name)) for name in CAST}
+    segmenter = Segmenter()
+    expected = segmenter.push(REPLY) + segmenter.flush()
+    assert {s.speaker for s in expected} == {0, 1} and len(expected) >= 4
+
+    tts = S2TTSService(base_url=cast_sidecar.url, cast=CAST)
+    down, _ = await run_test(
+        tts,
+        frames_to_send=llm_reply(REPLY),
+        pipeline_params=PipelineParams(audio_out_sample_rate=RATE),
+    )
+    spoken = spoken_segments(down)
+    assert [f.text for f, _ in spoken] == [strip_tags(s.text) for s in expected]
+    errors = []
+    for (frame, pcm), segment in zip(spoken, expected, strict=True):
+        name = CAST[segment.speaker]
+        assert frame.metadata["speaker"] == name  # the transcript says who spoke
+        heard, off = who(pcm, RATE, hz)
+        assert heard == name, (frame.text, heard, off)
+        errors.append(wer(frame.text, transcribe(plain(pcm, RATE, name), RATE)))
+    print("segment WERs", [round(e, 2) for e in errors])
+    assert sum(errors) / len(errors) <= 0.45, errors
