@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipecat.frames.frames import (
+    ErrorFrame,
     Frame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
@@ -76,3 +77,19 @@ async def test_every_sentence_is_heard_in_its_speakers_voice(
         errors.append(wer(frame.text, transcribe(plain(pcm, RATE, name), RATE)))
     print("segment WERs", [round(e, 2) for e in errors])
     assert sum(errors) / len(errors) <= 0.45, errors
+
+
+async def test_a_speaker_beyond_the_cast_is_an_error_frame_that_names_the_cast(
+    cast_sidecar: SidecarProcess,
+) -> None:
+    tts = S2TTSService(base_url=cast_sidecar.url, cast=CAST)
+    reply = "Hello there, my friend. <|speaker:2|> Who am I?"
+    _, up = await run_test(
+        tts,
+        frames_to_send=llm_reply(reply),
+        expected_up_frames=[ErrorFrame],
+        pipeline_params=PipelineParams(audio_out_sample_rate=RATE),
+    )
+    (error,) = [f.error for f in up if isinstance(f, ErrorFrame)]
+    assert "<|speaker:2|> names no one: the cast has 2 speakers" in error
+    assert "<|speaker:0|> ava, <|speaker:1|> ben" in error
