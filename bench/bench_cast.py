@@ -6,8 +6,9 @@ S2, and narration speed on the preview.
    for its speaker's persona (the adapters' choice); the same reply as cast requests.
 2. S2 prompt size per segment for the test cast (no GPU here, so counted, not timed): the
    reference frames and text tokens of one persona against the cast's combined reference.
-3. Narration: a three-speaker script of several minutes through `s2_plugin.script.narrate`,
-   seconds of audio per second of wall time.
+3. Narration: a three-speaker script of several minutes (the tests narrate a short one)
+   through `s2_plugin.script.narrate`: seconds of audio per second of wall time, then per
+   part the voice of each turn by pitch and the words (pocketsphinx, pitch shift undone).
 
 Run: .venv/bin/python bench/bench_cast.py
 """
@@ -25,9 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "server")]
 
 from s2_sidecar import cast  # noqa: E402
+from s2_sidecar.clips import pitch_hz  # noqa: E402
 from s2_sidecar.store import PersonaStore  # noqa: E402
-from support.cast import CAST, write_personas  # noqa: E402
+from support.cast import CAST, plain, turns_heard, write_personas  # noqa: E402
 from support.sidecar import SidecarProcess  # noqa: E402
+from support.speech import transcribe, wer  # noqa: E402
 
 from s2_plugin.client import S2Client  # noqa: E402
 from s2_plugin.personas import load_personas  # noqa: E402
@@ -100,17 +103,33 @@ def bench_prompt(tmp: Path, toml: Path) -> None:
 
 
 async def bench_narration(client: S2Client) -> None:
+    line = "The water was calm, and the sky was grey and quiet."
+    hz = {name: pitch_hz(await client.synthesize(line, voice=name)) or 0.0 for name in CAST}
     script = story(rounds=8)
     planned = parts(parse(script, CAST))
     start = time.perf_counter()
-    samples = 0
-    async for _, pcm in narrate(client, planned, CAST):
-        samples += len(pcm) // 2
+    audio: dict[int, bytearray] = {}
+    async for part, pcm in narrate(client, planned, CAST):
+        audio.setdefault(part.index, bytearray()).extend(pcm)
     wall = time.perf_counter() - start
-    audio = samples / SAMPLE_RATE
+    seconds = sum(len(a) for a in audio.values()) / 2 / SAMPLE_RATE
     print(
         f"narration on the preview: {len(script.splitlines())} turns, {len(planned)} parts, "
-        f"{audio:.1f} s of audio in {wall:.1f} s: {audio / wall:.2f} s of audio per second"
+        f"{seconds:.1f} s of audio in {wall:.1f} s: {seconds / wall:.2f} s of audio per second"
+    )
+    # The long story's checks, part by part: who speaks each turn (by pitch), and the words.
+    right, said, meant = 0, [], []
+    for part in planned:
+        order = [CAST[t.speaker] for t in part.turns]
+        heard = turns_heard(bytes(audio[part.index]), SAMPLE_RATE, hz, order)
+        right += sum(name == want for (name, _), want in zip(heard, order, strict=True))
+        for (name, pcm), turn in zip(heard, part.turns, strict=True):
+            said.append(transcribe(plain(pcm, SAMPLE_RATE, name), SAMPLE_RATE))
+            meant.append(turn.text)
+    turns = sum(len(p.turns) for p in planned)
+    print(
+        f"  turns heard in their speaker's voice: {right}/{turns}; "
+        f"word error rate {wer(' '.join(meant), ' '.join(said)):.2f}"
     )
 
 

@@ -74,7 +74,7 @@ def combined(members: Sequence[StoredPersona], directory: Path) -> StoredPersona
     Its clip is also written to `directory` (once: the name holds the content hash), for an
     engine that sends references by path.
     """
-    key = tuple(f"{m.name}:{m.info.sha256}" for m in members)
+    key = (str(directory), *(f"{m.name}:{m.info.sha256}" for m in members))
     reference = _COMBINED.get(key)
     if reference is None:
         if len(_COMBINED) >= _KEEP:
