@@ -32,6 +32,8 @@ class Engine(Protocol):
     ) -> AsyncIterator[bytes]:
         """Stream int16 mono PCM at 44.1 kHz for `text` (tags included) in `persona`'s voice.
 
+        For a cast, `persona` is its combined reference (`s2_sidecar.cast`): `persona.cast`
+        lists the members and `<|speaker:N|>` in `text` hands over to the Nth.
         Closing the iterator, or cancelling the task awaiting it, stops the work at once.
         Raises `SidecarError` for requests the engine refuses.
         """
