@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import signal
-import sys
 import time
 import urllib.request
 import wave
@@ -22,59 +20,12 @@ from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
 from s2_sidecar.metrics import Metrics
 from support.cast import write_personas
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.upstream import Upstream, hub_cache, standin_args
 
 from s2_plugin.client import S2Client, S2StatusError
 from s2_plugin.personas import load_personas
 
-STANDIN = Path(__file__).resolve().parents[1] / "support" / "sglang_standin.py"
 TEXT = "Your order has shipped and should arrive on Friday."
-
-
-class Upstream:
-    """Talks to the stand-in's control endpoints."""
-
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def control(self, **settings: object) -> None:
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(self.url + "/standin/control", json=settings),
-        ):
-            pass
-
-    async def state(self) -> dict[str, object]:
-        async with aiohttp.ClientSession() as s, s.get(self.url + "/standin/state") as r:
-            return dict(await r.json())
-
-    async def raw_bodies(self) -> list[str]:
-        async with aiohttp.ClientSession() as s, s.get(self.url + "/standin/requests") as r:
-            return list(await r.json())
-
-    async def bodies(self) -> list[dict[str, object]]:
-        return [json.loads(raw) for raw in await self.raw_bodies()]
-
-
-def hub_cache(root: Path, model: str = "fishaudio/s2-pro") -> Path:
-    """A Hugging Face cache holding `model`'s snapshot, as `s2-sidecar download` leaves it."""
-    repo = root / ("models--" + model.replace("/", "--"))
-    snapshot = repo / "snapshots" / "0123abcd"
-    snapshot.mkdir(parents=True)
-    (snapshot / "config.json").write_text("{}")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("0123abcd")
-    return snapshot
-
-
-def standin_args(port: int) -> list[str]:
-    return [
-        "--sglang-command", shlex.join([sys.executable, str(STANDIN)]),
-        "--sglang-port", str(port),
-        "--sglang-read-timeout", "1",
-        "--sglang-backoff", "0.2",
-        "--sglang-health-interval", "0.3",
-        "--stream-stride", "4",
-    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,9 @@ async def test_every_persona_is_warmed_on_every_worker(
     wait_warmed(workers, "Hi, I'm Joe")
     refs = references(workers, "Hi, I'm Joe")
     assert len(set.union(*refs.values())) == 1  # byte-identical on every worker
-    assert sidecar.metrics()['s2_warmups_total{outcome="error"}'] == 0
+    metrics = sidecar.metrics()
+    assert metrics.value("s2_warmups_total", outcome="ok") >= 3  # joe on each worker, at least
+    assert metrics.value("s2_warmups_total", outcome="error") == 0
 
 
 async def test_requests_for_several_personas_spread_over_all_workers(
@@ -120,6 +122,7 @@ async def test_a_killed_worker_is_drained_and_when_back_warmed_and_used(
     workers: Fleet, sidecar: SidecarProcess
 ) -> None:
     victim = workers.workers[0]
+    routed_before = workers.routed(victim)
     for worker in workers.workers:
         worker.control(frame_s=0.02)  # ~1 s a stream
     async with S2Client(sidecar.url, read_timeout=5) as client:
@@ -129,11 +132,11 @@ async def test_a_killed_worker_is_drained_and_when_back_warmed_and_used(
             if victim.state()["active"] >= 1:
                 break
             await asyncio.sleep(0.01)
-        on_victim = victim.state()["active"]
         victim.kill()
         results = await asyncio.gather(*calls, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
-        assert 1 <= len(failed) <= on_victim, results
+        # At most the calls the router had sent to it: streaming, or on their way when it died.
+        assert 1 <= len(failed) <= workers.routed(victim) - routed_before, results
         assert all(isinstance(r, S2Error) for r in failed), failed
         ok = [(r, t) for r, t in zip(results, texts, strict=True) if isinstance(r, bytes)]
         assert all(r == expected_pcm(t) for r, t in ok)

@@ -121,7 +121,12 @@ class Fleet:
         listing = get_json(self.router_url + "/workers")
         return [w["url"] for w in listing["workers"] if w["routable"]]
 
-    def wait_routable(self, n: int, timeout: float = 30) -> None:
+    def routed(self, worker: Worker) -> int:
+        """How many requests the router has sent to `worker` so far."""
+        listing = get_json(self.router_url + "/workers")
+        return sum(w["routed_requests"] for w in listing["workers"] if w["url"] == worker.url)
+
+    def wait_routable(self, n: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while len(self.routable()) != n:
             if time.monotonic() > deadline:
