@@ -74,6 +74,7 @@ STRIDE_FLAG = "--vocoder.factory.stream_stride"
 FOLLOWUP_FLAG = "--vocoder.factory.stream_followup_stride"
 MEDIA_FLAG = "--allowed-local-media-path"
 RUNNING_FLAG = "--tts_engine.engine.max_running_requests"
+REMOTE_MAX_CONCURRENCY = 4096
 DEFAULT_MAX_RUNNING = 64
 """0.1.9's `max_running_requests` for S2 on CUDA (`engine_builder.py` `generation_defaults`)."""
 
@@ -183,7 +184,10 @@ class SGLangOmniEngine:
         self.launch = launch or Launch()
         self.url = url.rstrip("/") if url else None
         self.model = self.launch.model_path
-        self.max_concurrency = self.launch.max_running_requests
+        # A remote SGLang-Omni or router admits on its own (the router's --max-inflight answers
+        # 503 at once): the sidecar then only keeps to the router's ceiling (`config.py`
+        # `MAX_AUTO_CONNECTIONS`), rather than guess how many workers stand behind it.
+        self.max_concurrency = REMOTE_MAX_CONCURRENCY if url else self.launch.max_running_requests
         self.on_ready: Callable[[], None] | None = None
         self._status: Status = "starting"
         self._detail: str | None = (
