@@ -107,4 +107,4 @@ async def test_a_story_is_narrated_in_order_every_voice_in_its_turn(
     said = " ".join(transcribe(plain(pcm, SAMPLE_RATE, name), SAMPLE_RATE) for name, pcm in heard)
     error = wer(" ".join(t.text for t in turns), said)
     print(f"story WER {error:.2f}")
-    assert error <= 0.5, said
+    assert error <= 0.5, said  # measured 0.25-0.26; the whole 200 s story in bench_cast: 0.26
