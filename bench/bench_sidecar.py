@@ -7,6 +7,10 @@
    arrival (one monotonic clock for all processes on the machine). So the number is exactly
    "first byte leaves the engine -> first byte reaches the client", the sidecar's hop,
    at 1, 8 and 32 concurrent streams (each worker streams back to back, start times jittered).
+3. What one persona request costs in its body: bytes, and the time SGLang-Omni 0.1.9 spends on
+   its event loop before generating (`json.loads`, then `b64decode(validate=True)` of inline
+   data, `speech_service.py`), for the reference by path (a local engine), inline FLAC (a
+   remote one) and inline WAV (what every request carried before).
 
 Run: .venv/bin/python bench/bench_sidecar.py
 """
@@ -14,6 +18,8 @@ Run: .venv/bin/python bench/bench_sidecar.py
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import random
 import shlex
 import struct
@@ -28,10 +34,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from s2_sidecar.engines import compact  # noqa: E402
 from support.sidecar import SidecarProcess, free_port  # noqa: E402
 
 from s2_plugin.audio import duration_s  # noqa: E402
 from s2_plugin.client import S2Client  # noqa: E402
+from s2_plugin.personas import load_personas  # noqa: E402
 
 TEXT = (
     "Your order has shipped and should arrive on Friday. "
@@ -102,10 +110,38 @@ async def bench_overhead(tmp: Path, seconds: float = 6.0) -> None:
             )
 
 
+def bench_reference_cost(runs: int = 50) -> None:
+    persona = load_personas(ROOT / "examples" / "personas" / "personas.toml")[0]
+    wav = persona.clip_bytes()
+    flac, _ = compact.encode(wav)
+    references = {
+        "by path": {"audio_path": "/var/lib/s2/personas/joe.0123456789abcdef.wav"},
+        "inline FLAC": {"data": base64.b64encode(flac).decode(), "media_type": "audio/flac"},
+        "inline WAV": {"data": base64.b64encode(wav).decode(), "media_type": "audio/wav"},
+    }
+    print("one persona request to SGLang-Omni: body size, and its parse + base64 check")
+    for name, reference in references.items():
+        body = json.dumps(
+            {
+                "input": TEXT,
+                "stream": True,
+                "references": [{**reference, "text": persona.transcript}],
+            }
+        )
+        start = time.perf_counter()
+        for _ in range(runs):
+            for ref in json.loads(body)["references"]:
+                if "data" in ref:
+                    base64.b64decode(ref["data"], validate=True)
+        took = (time.perf_counter() - start) / runs * 1000
+        print(f"  {name:12s} {len(body):9d} bytes  {took:7.3f} ms")
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         await bench_preview(Path(tmp))
         await bench_overhead(Path(tmp))
+    bench_reference_cost()
 
 
 if __name__ == "__main__":
