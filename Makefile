@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
 	# SGLang-Omni's request schema, for the stand-in server; the full package is GPU only.
 	$(BIN)/python -m pip install -q --no-deps sglang-omni==0.1.9
+	# The persona studio's tests drive a real browser: Debian's chromium (CI runs as root).
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+		|| { echo "install Debian's chromium for the studio tests: sudo apt-get install chromium" >&2; exit 1; }
 	touch $(STAMP)
 
 lint: install

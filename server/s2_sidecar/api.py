@@ -35,7 +35,7 @@ from s2_plugin.protocol import (
     VoiceList,
     describe,
 )
-from s2_sidecar import cast
+from s2_sidecar import cast, studio
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import (
     BadRequest,
@@ -60,7 +60,7 @@ DEFAULT_VOICE = "default"
 """`voice` when none is named: the engine's own voice, unless a persona takes this name."""
 
 WARMUP_TEXT = "Hello."
-_PUBLIC_PATHS = frozenset({HEALTH_PATH, METRICS_PATH})
+_PUBLIC_PATHS = frozenset({HEALTH_PATH, METRICS_PATH, *studio.PATHS})
 _FORM_OVERHEAD = 64 * 1024
 """Room for the multipart fields around a clip of the largest accepted size."""
 
@@ -93,6 +93,7 @@ def create_app(
             web.get(METRICS_PATH, metrics_text),
         ]
     )
+    studio.add_routes(app)
     app.cleanup_ctx.append(_engine_running)
     return app
 
