@@ -81,6 +81,7 @@ def _config() -> dict[str, object]:
     return {
         "palette": list(PALETTE),
         "formats": list(formats),
+        "cast": "cast" in SpeechRequest.model_fields,
         "clip_s": {
             "min": clips.MIN_S,
             "good_min": clips.GOOD_MIN_S,

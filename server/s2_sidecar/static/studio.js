@@ -176,6 +176,15 @@ function speakTargets() {
       items: voices.map((v) => ({ value: `voice:${v.name}`, label: v.name, fields: { voice: v.name } })),
     },
   ];
+  if (casts.length) {
+    const items = casts.map((names) => ({
+      value: `cast:${names.join(",")}`,
+      label: names.join(" + "),
+      fields: { cast: names },
+      speakers: names,
+    }));
+    targets.push({ group: "Casts", items });
+  }
   if (!voices.some((v) => v.name === "default")) {
     const fields = { voice: "default" };
     targets.push({ group: "Engine", items: [{ value: "voice:default", label: "default voice", fields }] });
@@ -195,6 +204,44 @@ function renderVoicePicker() {
     }),
   );
   if ([...select.options].some((o) => o.value === chosen)) select.value = chosen;
+  renderCastBuilder();
+  renderPalette();
+}
+
+// A cast: personas in speaking order, `<|speaker:N|>` in the text picks the Nth.
+let casts = []; // made in this tab, each a list of persona names
+let castDraft = [];
+
+function renderCastBuilder() {
+  const builder = $("#cast-builder");
+  builder.hidden = !config.cast || voices.length < 2;
+  castDraft = castDraft.filter((name) => voices.some((v) => v.name === name));
+  $("#cast-members").replaceChildren(
+    ...voices.map(({ name }) => {
+      const label = document.createElement("label");
+      label.className = "inline";
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = name;
+      box.checked = castDraft.includes(name);
+      box.onchange = () => {
+        castDraft = box.checked ? [...castDraft, name] : castDraft.filter((n) => n !== name);
+        renderCastBuilder();
+      };
+      const at = castDraft.indexOf(name);
+      label.append(box, at < 0 ? name : `${name} (speaker ${at})`);
+      return label;
+    }),
+  );
+  $("#cast-use").disabled = castDraft.length < 2;
+}
+
+function useCast() {
+  const value = `cast:${castDraft.join(",")}`;
+  if (!casts.some((names) => `cast:${names.join(",")}` === value)) casts.push([...castDraft]);
+  renderVoicePicker();
+  $("#voice").value = value;
+  renderPalette();
 }
 
 function currentTarget() {
@@ -705,13 +752,17 @@ function downloadLink(format, n, request, samples, wavUrl) {
 
 // --- start --------------------------------------------------------------------------------
 
+/** The cue buttons, and one per speaker when a cast is picked. */
 function renderPalette() {
   const text = $("#text");
+  const speakers = (currentTarget()?.speakers ?? []).map((name, i) => [`<|speaker:${i}|>`, name]);
   $("#palette").replaceChildren(
-    ...config.palette.map((cue) => {
+    ...[...speakers, ...config.palette.map((cue) => [cue, cue])].map(([cue, label]) => {
       const button = document.createElement("button");
       button.type = "button";
-      button.textContent = cue;
+      button.textContent = label;
+      button.dataset.cue = cue;
+      if (cue !== label) button.className = "speaker";
       button.onclick = () => {
         const { selectionStart: at, selectionEnd: end, value } = text;
         const before = at > 0 && !/\s$/.test(value.slice(0, at)) ? " " : "";
@@ -729,6 +780,8 @@ async function start() {
   $("#clip-file").addEventListener("change", chooseFile);
   $("#record").addEventListener("click", toggleRecording);
   $("#speak-form").addEventListener("submit", speak);
+  $("#voice").addEventListener("change", renderPalette);
+  $("#cast-use").addEventListener("click", useCast);
   $("#stop").addEventListener("click", () => {
     speaking?.controller.abort();
     speaking?.player?.stop();
