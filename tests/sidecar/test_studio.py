@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import shutil
 import urllib.request
 import wave
 from collections.abc import Iterator
@@ -20,28 +19,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from s2_sidecar import studio
+from support.browser import launch
 from support.sidecar import PERSONAS_TOML, SidecarProcess
 from support.signals import speechlike
 
 from s2_plugin.audio import float_to_pcm16, wav_bytes
 from s2_plugin.prompt import EXAMPLE_TAGS
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Web Audio plays without a click; with no sound card Chromium plays into a fake output
-    # that runs in real time, so `ended` events fire as they would through speakers.
-    "--autoplay-policy=no-user-gesture-required",
-    # A fake microphone (a beep each second) that needs no permission prompt.
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
 WAIT_MS = 60_000
 """Generous: the machine is shared, and every wait is for an event, not a measured time."""
 
@@ -50,10 +34,8 @@ TAGGED = "Hello there. [whisper] Can you keep a secret?"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "the studio tests need Debian's chromium; `make install` installs it"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=FLAGS)
+        browser = launch(p)
         yield browser
         browser.close()
 

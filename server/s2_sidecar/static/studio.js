@@ -650,7 +650,7 @@ async function speak(event) {
     take.finish({ samples, rate, firstS, rtf });
     const played = await player.done;
     if (player.stopped) throw new DOMException("stopped while playing", "AbortError");
-    take.played(played, player.gaps);
+    take.played(played, player.gaps, performance.now() - started);
     stat("state", player.gaps ? `played (${player.gaps} gaps)` : "played");
   } catch (e) {
     player?.stop();
@@ -690,9 +690,10 @@ function addTake(request, label) {
   return {
     finish({ samples, rate, firstS, rtf }) {
       const seconds = samples.length / rate;
-      Object.assign(row.dataset, { samples: samples.length, rate, state: "playing" });
+      const ttfaMs = Math.round(firstS * 1000);
+      Object.assign(row.dataset, { samples: samples.length, rate, ttfaMs, rtf, state: "playing" });
       $(".stats", row).textContent =
-        `${seconds.toFixed(2)} s · first audio ${Math.round(firstS * 1000)} ms · ` +
+        `${seconds.toFixed(2)} s · first audio ${ttfaMs} ms · ` +
         `RTF ${rtf.toFixed(3)} · seed ${request.seed}`;
       const wave = new Waveform($(".wave", row), rate);
       wave.add(samples);
@@ -704,8 +705,9 @@ function addTake(request, label) {
         ...wavFirst(config.formats).map((format) => downloadLink(format, n, request, samples, wav)),
       );
     },
-    played(samples, gaps) {
-      Object.assign(row.dataset, { played: samples, gaps, state: "played" });
+    played(samples, gaps, elapsedMs) {
+      const doneMs = Math.round(elapsedMs); // request sent -> the last sample played
+      Object.assign(row.dataset, { played: samples, gaps, doneMs, state: "played" });
     },
     fail(error) {
       row.dataset.state = error.code === "stopped" ? "stopped" : "failed";
@@ -762,7 +764,10 @@ function renderPalette() {
       button.type = "button";
       button.textContent = label;
       button.dataset.cue = cue;
-      if (cue !== label) button.className = "speaker";
+      if (cue !== label) {
+        button.className = "speaker";
+        button.title = `${cue}: ${label} speaks from here`;
+      }
       button.onclick = () => {
         const { selectionStart: at, selectionEnd: end, value } = text;
         const before = at > 0 && !/\s$/.test(value.slice(0, at)) ? " " : "";
