@@ -11,9 +11,12 @@ const HEALTH_EVERY_MS = 5000;
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
-let config = { palette: [], formats: ["wav"], clip_s: { good_min: 10, good_max: 30 } };
+let config; // /studio/config.json
 let voices = [];
+let casts = []; // made in this tab, each a list of persona names
+let castDraft = []; // the cast being ticked, in speaking order
 let clip = null; // {blob, name}: what "Add persona" uploads
+let recording = null; // {recorder} while the microphone records
 let speaking = null; // {controller, player} of the take in flight
 let audio = null;
 let takeCount = 0;
@@ -156,6 +159,7 @@ function personaRow(voice) {
   };
   $(".use", row).onclick = () => {
     $("#voice").value = `voice:${voice.name}`;
+    renderPalette();
     $("#text").focus();
   };
   return row;
@@ -209,8 +213,6 @@ function renderVoicePicker() {
 }
 
 // A cast: personas in speaking order, `<|speaker:N|>` in the text picks the Nth.
-let casts = []; // made in this tab, each a list of persona names
-let castDraft = [];
 
 function renderCastBuilder() {
   const builder = $("#cast-builder");
@@ -320,8 +322,6 @@ async function addPersona(event) {
 }
 
 // --- recording ----------------------------------------------------------------------------
-
-let recording = null;
 
 async function toggleRecording() {
   if (recording) {
@@ -623,7 +623,12 @@ async function speak(event) {
     requestAnimationFrame(animate);
     const reader = response.body.getReader();
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await reader.read().catch((e) => {
+        if (e.name === "AbortError") throw e;
+        // A failure after the first audio can only cut the stream: the status is long sent.
+        const message = `the stream broke after ${(total / rate).toFixed(2)} s of audio (${e.message})`;
+        throw new ApiError(0, message, "stream_cut");
+      });
       if (done) break;
       const samples = pcm.read(value);
       if (!samples.length) continue;
@@ -795,7 +800,8 @@ async function start() {
   try {
     config = await (await api("/studio/config.json")).json();
   } catch (e) {
-    showError($("#speak-error"), e);
+    showError($("#personas-error"), e);
+    return;
   }
   renderPalette();
   await loadVoices();
