@@ -317,3 +317,40 @@ def test_with_a_key_the_page_asks_for_it_and_the_api_refuses_without_it(
     other = open_page(process.url)
     other.wait_for_selector("#key-panel:not([hidden])")
     assert page.request.get(process.url + "/v1/audio/voices").status == 401
+
+
+# --- casts ---------------------------------------------------------------------------------
+
+
+def test_a_cast_speaks_with_a_tag_per_speaker(
+    studio_sidecar: SidecarProcess, open_page: Any
+) -> None:
+    page = open_page(studio_sidecar.url)
+    page.set_input_files("#clip-file", files=[clip(12)])  # type: ignore[list-item]
+    page.wait_for_selector("#clip-info[data-seconds]")
+    add_persona(page, "ava", "Twelve seconds of a speech-like tone.")
+    builder = page.locator("#cast-builder")
+    builder.locator("summary").click()
+    builder.get_by_label("joe").check()
+    builder.get_by_label("ava").check()
+    labels = builder.locator("#cast-members label").all_inner_texts()
+    assert sorted(labels) == ["ava (speaker 1)", "joe (speaker 0)"]  # in the order ticked
+    page.click("#cast-use")
+    assert page.input_value("#voice") == "cast:joe,ava"
+    page.fill("#text", "")
+    page.locator("#palette button.speaker", has_text="joe").click()
+    page.locator("#text").press_sequentially("Hello there.")
+    page.locator("#palette button.speaker", has_text="ava").click()
+    page.locator("#text").press_sequentially("Hi, Joe.")
+    text = "<|speaker:0|> Hello there. <|speaker:1|> Hi, Joe."
+    assert page.input_value("#text") == text
+
+    with page.expect_response("**/v1/audio/speech") as answer:
+        page.click("#speak")
+    sent = json.loads(answer.value.request.post_data or "{}")
+    assert sent["cast"] == ["joe", "ava"] and sent["input"] == text
+    take = page.locator(".take[data-state=played]")
+    take.wait_for()
+    assert int(take.get_attribute("data-played") or 0) == len(answer.value.body()) // 2
+    assert take.locator(".voice").inner_text().endswith("joe + ava")
+    page.request.delete(studio_sidecar.url + "/v1/audio/voices/ava")
