@@ -256,6 +256,15 @@ def test_a_tagged_line_streams_plays_and_reports_its_timing(
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (rate, 1, 2)
         assert w.readframes(w.getnframes()) == pcm  # the download is what was heard
 
+    # Any other format the API offers is rendered again by the sidecar, with the take's seed.
+    config = api_get(page, studio_sidecar.url + studio.CONFIG_PATH)
+    for fmt in set(config["formats"]) - {"wav", "pcm"}:
+        with page.expect_response("**/v1/audio/speech") as again, page.expect_download() as got:
+            take.locator(".downloads a", has_text=fmt).click()
+        assert json.loads(again.value.request.post_data or "{}")["seed"] == sent["seed"]
+        assert got.value.suggested_filename.endswith(f".{fmt}")
+        assert Path(got.value.path()).stat().st_size > 0, fmt
+
 
 def test_takes_stay_to_compare(studio_sidecar: SidecarProcess, open_page: Any) -> None:
     page = open_page(studio_sidecar.url)
