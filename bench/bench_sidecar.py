@@ -2,6 +2,8 @@
 
 1. Preview engine through the sidecar: time to first audio (request sent -> first PCM at the
    client) and real-time factor (request -> last byte, over the audio's duration), sequential.
+   Hang-up: a client closes mid-stream, and the time until the engine is idle again
+   (`s2_engine_busy` back to 0 on /metrics) is measured; the tests only check that it stops.
 2. Overhead: the SGLang-Omni stand-in is the engine and stamps `perf_counter_ns()` into the
    first bytes of each stream as it sends them; the client subtracts that from its own clock on
    arrival (one monotonic clock for all processes on the machine). So the number is exactly
@@ -65,9 +67,26 @@ async def bench_preview(tmp: Path, runs: int = 10) -> None:
                     pcm += chunk
                 ttfa.append(first * 1000)
                 rtf.append((time.perf_counter() - start) / duration_s(pcm))
+        stops = [await hang_up(sidecar) for _ in range(runs)]
     print(f"preview engine, {runs} sequential requests, {duration_s(pcm):.1f} s of audio each")
     print(f"  TTFA ms  p50 {pct(ttfa, 50):7.1f}  p95 {pct(ttfa, 95):7.1f}")
     print(f"  RTF      p50 {pct(rtf, 50):7.3f}  p95 {pct(rtf, 95):7.3f}")
+    print(f"  hang-up -> engine idle ms  p50 {pct(stops, 50):6.1f}  max {max(stops):6.1f}")
+
+
+async def hang_up(sidecar: SidecarProcess) -> float:
+    """Close a stream once its first sentence arrived; ms until the engine is idle."""
+    text = "Hello. " + ", ".join(["this long sentence keeps the engine busy for a while"] * 8)
+    async with aiohttp.ClientSession() as s:
+        response = await s.post(sidecar.url + "/v1/audio/speech", json={"input": text})
+        await response.content.readany()
+        while sidecar.metrics()["s2_engine_busy"] < 1:
+            await asyncio.sleep(0.001)
+        response.close()
+        start = time.perf_counter()
+        while sidecar.metrics()["s2_engine_busy"] > 0:
+            await asyncio.sleep(0.001)
+        return (time.perf_counter() - start) * 1000
 
 
 async def overhead(client: S2Client, voice: str, samples: list[float], deadline: float) -> None:
