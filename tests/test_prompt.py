@@ -34,7 +34,10 @@ def test_a_cast_of_one_adds_nothing_and_a_bad_cast_is_refused() -> None:
 
 def test_example_lines_segment_and_strip_cleanly() -> None:
     # The guide's own examples are what the LLM will imitate: they must survive our pipeline.
-    for line in re.findall(r"^- (.*)$", tag_guide(), flags=re.M):
+    lines = re.findall(r"^- (.*)$", tag_guide(), flags=re.M)
+    assert len(lines) == 3, tag_guide()  # the guide's three example lines, each checked below
+    for line in lines:
+        assert tags.find_tags(line), line
         segmenter = Segmenter()
         segments = segmenter.push(line) + segmenter.flush()
         assert segments, line

@@ -25,11 +25,12 @@ SENTENCE = (
 )
 
 MAX_WER = 0.5
-"""PocketSphinx on the preview voice, this text: 0.12 (the voice is deterministic now; when it
-still sampled noise, 20 runs gave mean 0.12, worst 0.35). The same audio reversed, a stand-in for a broken stream, scores
-1.06. 0.5 sits between: it never fails a healthy sidecar we measured, and a stream with the
-wrong rate, lost or doubled chunks or garbled samples cannot pass it. (A 9-word sentence alone
-was too noisy: one bad run in 20 scored 0.875, so the test text has two sentences.)"""
+"""PocketSphinx on the preview voice, this text: 0.12 (the voice is deterministic now; when
+it still sampled noise, 20 runs gave mean 0.12, worst 0.35). The same audio reversed, a
+stand-in for a broken stream, scores 1.06. 0.5 sits between: it never fails a healthy
+sidecar we measured, and a stream with the wrong rate, lost or doubled chunks or garbled
+samples cannot pass it. (A 9-word sentence alone was too noisy: one bad run in 20 scored
+0.875, so the test text has two sentences.)"""
 
 LONG_TEXT = (
     "Hello. "
