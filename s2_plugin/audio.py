@@ -1,4 +1,4 @@
-"""PCM16 audio: conversions, a streaming resampler with an exact length, a framer, mu-law.
+"""PCM16 audio: conversions, a streaming resampler with an exact length, mu-law.
 
 Inside the plugin audio is int16 little-endian mono at 44.1 kHz; it is resampled once, at the
 framework's edge.
@@ -18,13 +18,11 @@ __all__ = [
     "SAMPLE_RATE",
     "SUPPORTED_RATES",
     "AudioError",
-    "Framer",
     "SampleAligner",
     "StreamResampler",
     "check_rate",
     "duration_s",
     "float_to_pcm16",
-    "pcm16_to_float",
     "resample",
     "samples",
     "ulaw_decode",
@@ -64,11 +62,6 @@ def samples(pcm: bytes) -> np.ndarray:
     if len(pcm) % 2:
         raise AudioError(f"PCM16 has 2 bytes per sample, got {len(pcm)} bytes (odd length)")
     return np.frombuffer(pcm, dtype="<i2")
-
-
-def pcm16_to_float(pcm: bytes) -> np.ndarray:
-    """PCM16 bytes to float32 samples in [-1, 1)."""
-    return samples(pcm).astype(np.float32) / 32768.0
 
 
 def float_to_pcm16(x: np.ndarray) -> bytes:
@@ -211,36 +204,6 @@ class StreamResampler:
             self._stream.clear()
         self._n_in = self._n_out = 0
         self._aligner.reset()
-
-
-class Framer:
-    """Cuts a byte stream into frames of `frame_ms` of whole samples."""
-
-    def __init__(self, sample_rate: int, frame_ms: int = 20) -> None:
-        if frame_ms <= 0:
-            raise AudioError(f"frame_ms must be positive, got {frame_ms}")
-        # At 8 kHz and up, 1 ms is 8 samples: a frame is never empty.
-        self.frame_bytes = check_rate(sample_rate) * frame_ms // 1000 * 2
-        self._buf = bytearray()
-
-    def push(self, pcm: bytes) -> list[bytes]:
-        """Add bytes; return every complete frame."""
-        self._buf += pcm
-        n = len(self._buf) // self.frame_bytes * self.frame_bytes
-        frames = [bytes(self._buf[i : i + self.frame_bytes]) for i in range(0, n, self.frame_bytes)]
-        del self._buf[:n]
-        return frames
-
-    def flush(self) -> bytes:
-        """Return the last, shorter frame (whole samples), or b'' if nothing is held."""
-        if len(self._buf) % 2:
-            raise AudioError("stream ended inside a sample (odd number of PCM bytes)")
-        rest = bytes(self._buf)
-        self._buf.clear()
-        return rest
-
-    def reset(self) -> None:
-        self._buf.clear()
 
 
 # G.711 mu-law, as telephony carries it (bias 0x84, clip 32635, bits inverted).

@@ -20,6 +20,7 @@ from s2_plugin.audio import SampleAligner
 from s2_plugin.personas import Persona
 from s2_plugin.protocol import (
     DEFAULT_URL,
+    DEFAULT_VOICE,
     HEADER_SAMPLE_RATE,
     HEALTH_PATH,
     SAMPLE_RATE,
@@ -134,7 +135,7 @@ class S2Client:
         await self.aclose()
 
     async def speech(
-        self, text: str, *, voice: str = "default", **params: Any
+        self, text: str, *, voice: str = DEFAULT_VOICE, **params: Any
     ) -> AsyncIterator[bytes]:
         """Stream `text` spoken by persona `voice` as int16 mono PCM at 44.1 kHz.
 
@@ -159,7 +160,7 @@ class S2Client:
                     async for pcm in chunks:
                         yield pcm
 
-    async def synthesize(self, text: str, *, voice: str = "default", **params: Any) -> bytes:
+    async def synthesize(self, text: str, *, voice: str = DEFAULT_VOICE, **params: Any) -> bytes:
         """The whole of `text` as PCM, for callers that don't stream."""
         return b"".join([chunk async for chunk in self.speech(text, voice=voice, **params)])
 

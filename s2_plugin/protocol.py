@@ -21,6 +21,9 @@ SAMPLE_RATE = 44100
 MAX_INPUT_CHARS = 4096
 """SGLang-Omni's `MAX_SPEECH_INPUT_CHARS`; longer text is rejected there, so it is here."""
 
+DEFAULT_VOICE = "default"
+"""The sidecar's own voice, spoken when no persona is named."""
+
 DEFAULT_PORT = 8421
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 """Where `s2-sidecar serve` listens unless told otherwise (loopback only without an API key)."""
@@ -41,7 +44,7 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: str = Field(description="Text to speak; inline tags such as [whisper] pass to S2.")
-    voice: str = Field(default="default", description="A persona registered on the sidecar.")
+    voice: str = Field(default=DEFAULT_VOICE, description="A persona registered on the sidecar.")
     model: str | None = None
     response_format: Literal["pcm", "wav"] = "pcm"
     stream: bool = True
@@ -93,7 +96,7 @@ class SpeechRequest(BaseModel):
         if self.stream and self.response_format != "pcm":
             raise ValueError("stream=true requires response_format='pcm'")
         if self.cast:
-            if self.voice not in ("default", self.cast[0]):
+            if self.voice not in (DEFAULT_VOICE, self.cast[0]):
                 raise ValueError(
                     f"voice {self.voice!r} is not the cast's speaker 0 ({self.cast[0]!r}); "
                     "leave voice out when sending a cast"

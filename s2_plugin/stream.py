@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -21,9 +22,11 @@ from s2_plugin import tags
 from s2_plugin.audio import SAMPLE_RATE, StreamResampler
 from s2_plugin.client import S2Client
 from s2_plugin.personas import check_speakers
+from s2_plugin.protocol import DEFAULT_VOICE
 from s2_plugin.segment import Segment, Segmenter
 
 __all__ = [
+    "SPEECH_SETTINGS",
     "AudioChunk",
     "SegmentEnd",
     "SegmentStart",
@@ -37,7 +40,7 @@ __all__ = [
 class SpeechOptions:
     """What every request of a reply carries; read when each segment is sent."""
 
-    voice: str = "default"
+    voice: str = DEFAULT_VOICE
     cast: tuple[str, ...] = ()
     """Persona names, speaker 0 first: a segment of speaker N is spoken by the Nth."""
     cast_requests: bool = False
@@ -105,8 +108,8 @@ class SegmentEnd:
     """The same text without tags: what was said."""
     samples: int
     """Samples yielded for this segment, at the stream's sample rate."""
-    ttfa_s: float
-    """From sending the request to its first PCM byte."""
+    first_byte_s: float
+    """From sending the request to its first PCM byte (not to first audio played)."""
     speaker: int = 0
     """Who said it: an index into the options' cast."""
 
@@ -115,7 +118,14 @@ StreamEvent = AudioChunk | SegmentStart | SegmentEnd
 
 _CASTING = frozenset({"cast", "cast_requests"})
 
+SPEECH_SETTINGS = tuple(
+    f.name for f in dataclasses.fields(SpeechOptions) if f.name not in ("voice", *_CASTING)
+)
+"""The per-request settings (style and sampling), defined once by `SpeechOptions`: the
+adapters' settings and options take exactly these names."""
+
 _DONE = object()
+_CLOSED = object()
 
 
 @dataclass(eq=False)
@@ -225,6 +235,9 @@ class SpeechStream:
         finished = False
         try:
             while True:
+                if self._closed:  # by aclose(), perhaps from another task
+                    finished = True
+                    return
                 if not self._sent:
                     if self._ended and not self._waiting:
                         finished = True
@@ -237,6 +250,9 @@ class SpeechStream:
                 yield SegmentStart(segment.index, segment.text, transcript, segment.speaker)
                 samples = 0
                 while (item := await segment.chunks.get()) is not _DONE:
+                    if item is _CLOSED:
+                        finished = True
+                        return
                     if isinstance(item, BaseException):
                         raise item
                     pcm = self._resampler.process(item)
@@ -253,7 +269,7 @@ class SpeechStream:
                     text=segment.text,
                     transcript=transcript,
                     samples=samples,
-                    ttfa_s=(segment.first_at or segment.sent_at) - segment.sent_at,
+                    first_byte_s=(segment.first_at or segment.sent_at) - segment.sent_at,
                     speaker=segment.speaker,
                 )
         finally:
@@ -261,9 +277,14 @@ class SpeechStream:
                 await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel every open request and drop all text and audio not yet yielded."""
+        """Cancel every open request and drop all text and audio not yet yielded.
+
+        A reader iterating the stream in another task ends its loop (its audio stops).
+        """
         self._closed = True
         tasks = [s.task for s in self._sent if s.task is not None]
+        for segment in self._sent:
+            segment.chunks.put_nowait(_CLOSED)  # wakes a reader waiting for this audio
         self._sent.clear()
         self._waiting.clear()
         for task in tasks:

@@ -18,12 +18,10 @@ from s2_plugin.audio import (
     SAMPLE_RATE,
     SUPPORTED_RATES,
     AudioError,
-    Framer,
     SampleAligner,
     StreamResampler,
     check_rate,
     float_to_pcm16,
-    pcm16_to_float,
     resample,
     samples,
     ulaw_decode,
@@ -74,7 +72,7 @@ def test_samples_reads_little_endian() -> None:
 
 def test_float_round_trip_is_exact_and_clips() -> None:
     pcm = np.array([-32768, -1, 0, 1, 32767], dtype="<i2").tobytes()
-    assert float_to_pcm16(pcm16_to_float(pcm)) == pcm
+    assert float_to_pcm16(samples(pcm).astype(np.float32) / 32768.0) == pcm
     assert samples(float_to_pcm16(np.array([-2.0, 2.0]))).tolist() == [-32768, 32767]
 
 
@@ -93,8 +91,6 @@ def test_unsupported_rate_names_the_supported_ones() -> None:
         resample(b"\x00\x00", SAMPLE_RATE, 11025)
     with pytest.raises(AudioError, match="not supported"):
         StreamResampler(SAMPLE_RATE, 11025)
-    with pytest.raises(AudioError, match="not supported"):
-        Framer(11025)
 
 
 @pytest.mark.parametrize("in_rate", [0, -44100])
@@ -231,54 +227,6 @@ def test_soxr_total_is_exact_or_one_short(in_rate: int, out_rate: int) -> None:
         got = len(s.resample_chunk(np.zeros(n, np.float32)))
         got += len(s.resample_chunk(np.zeros(0, np.float32), last=True))
         assert expected_len(n, in_rate, out_rate) - got in (0, 1), n
-
-
-# --- Framer ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("rate", "frame_ms", "frame_bytes"),
-    [(8000, 20, 320), (16000, 10, 320), (22050, 20, 882), (24000, 20, 960), (48000, 20, 1920)],
-)
-def test_framer_frame_size(rate: int, frame_ms: int, frame_bytes: int) -> None:
-    f = Framer(rate, frame_ms)
-    assert f.frame_bytes == frame_bytes
-    frames = f.push(b"\x00" * (frame_bytes * 3 + 10))
-    assert [len(fr) for fr in frames] == [frame_bytes] * 3
-    assert f.flush() == b"\x00" * 10
-    assert f.flush() == b""
-
-
-def test_framer_keeps_every_byte_in_order_across_odd_pushes() -> None:
-    f = Framer(8000)
-    pcm = noise(1000)
-    frames: list[bytes] = []
-    for i in range(0, len(pcm), 33):  # odd-sized pushes split samples
-        frames += f.push(pcm[i : i + 33])
-    assert all(len(fr) == 320 for fr in frames)
-    rest = f.flush()
-    assert len(rest) % 2 == 0
-    assert b"".join(frames) + rest == pcm
-
-
-def test_framer_flush_inside_a_sample_raises() -> None:
-    f = Framer(8000)
-    f.push(b"\x00\x00\x00")
-    with pytest.raises(AudioError, match="odd number of PCM bytes"):
-        f.flush()
-
-
-def test_framer_reset_drops_held_bytes() -> None:
-    f = Framer(8000)
-    f.push(b"\x01" * 100)
-    f.reset()
-    assert f.flush() == b""
-
-
-@pytest.mark.parametrize(("rate", "frame_ms"), [(8000, 0), (8000, -20)])
-def test_framer_rejects_bad_durations(rate: int, frame_ms: int) -> None:
-    with pytest.raises(AudioError, match="frame_ms must be positive"):
-        Framer(rate, frame_ms)
 
 
 # --- mu-law ------------------------------------------------------------------------------

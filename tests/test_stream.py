@@ -211,3 +211,33 @@ def test_a_speaker_beyond_the_cast_is_an_error_that_names_the_cast() -> None:
         PersonaError, match=r"<\|speaker:2\|> names no one.*ava, <\|speaker:1\|> ben"
     ):
         SpeechOptions(cast=("ava", "ben")).request(Segment("Hi.", 2))
+
+
+@pytest.mark.parametrize("mid_audio", [False, True])
+async def test_aclose_from_another_task_ends_the_readers_loop(mid_audio: bool) -> None:
+    async with pcm_server() as server, S2Client(server.url) as client:
+        # "stall": one chunk, then nothing; without text the reader waits for a segment.
+        stream = SpeechStream(client, SpeechOptions(voice="stall"))
+        first_audio = asyncio.Event()
+        events: list[StreamEvent] = []
+
+        async def read() -> None:
+            async for event in stream:
+                events.append(event)
+                if isinstance(event, AudioChunk):
+                    first_audio.set()
+
+        reader = asyncio.create_task(read())
+        if mid_audio:
+            stream.push_text("Hello there, this is a stalled reply.")
+            stream.end_input()
+            await asyncio.wait_for(first_audio.wait(), 10)
+        else:
+            await asyncio.sleep(0)  # the reader is waiting for text
+        await stream.aclose()
+        await asyncio.wait_for(reader, 5)  # hung forever before
+    assert any(isinstance(e, AudioChunk) for e in events) == mid_audio
+    assert not any(isinstance(e, SegmentEnd) for e in events)
+    assert server.open_streams == 0
+    with pytest.raises(RuntimeError, match=r"closed|end_input"):
+        stream.push_text("More.")

@@ -35,13 +35,11 @@ from pipecat.utils.types import NOT_GIVEN, NotGiven, assert_given
 from s2_plugin import tags
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona, validate_cast
-from s2_plugin.protocol import DEFAULT_URL
-from s2_plugin.stream import AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
+from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
+from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
+from s2_plugin.voices import Voices
 
 __all__ = ["S2TTSService", "S2TTSSettings"]
-
-DEFAULT_VOICE = "default"
-"""The sidecar's own voice, used when no persona is named."""
 
 
 @dataclass
@@ -128,6 +126,7 @@ class S2TTSService(TTSService):
         base_url: str = DEFAULT_URL,
         persona: str | Persona | None = None,
         cast: Sequence[str | Persona] | None = None,
+        style: str | None = None,
         api_key: str | None = None,
         aiohttp_session: aiohttp.ClientSession | None = None,
         read_timeout: float = 10.0,
@@ -150,6 +149,8 @@ class S2TTSService(TTSService):
                 every segment is spoken by its turn's persona, also one cut mid-turn. Speaker
                 0 is the voice, unless ``persona`` names it. Each ``TTSTextFrame`` says who
                 spoke in ``metadata["speaker"]``. Give the LLM ``tag_guide(cast=...)``.
+            style: A style tag for every request, e.g. ``"warm"`` (``settings.style`` wins);
+                overrides the persona's default style, ``""`` turns it off.
             api_key: The sidecar's API key, if it was started with one.
             aiohttp_session: A session to share; it is not closed by this service.
             read_timeout: Seconds without audio after which a request fails with an error.
@@ -167,20 +168,15 @@ class S2TTSService(TTSService):
         """
         members = list(cast or ())
         persona = persona if persona is not None else (members[0] if members else None)
-        self._personas = [p for p in [persona, *members] if isinstance(p, Persona)]
+        self._voices = Voices([persona, *members] if persona is not None else members, _warn)
         self._cast = tuple(validate_cast([_name(p) for p in members])) if members else ()
         default_settings = self.Settings(
             model=None,
             voice=_name(persona) if persona is not None else DEFAULT_VOICE,
             language=None,
-            style=None,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            repetition_penalty=None,
-            seed=None,
-            max_new_tokens=None,
+            **{name: None for name in SPEECH_SETTINGS},
         )
+        default_settings.style = style
         if settings is not None:
             default_settings.apply_update(settings)
 
@@ -221,8 +217,7 @@ class S2TTSService(TTSService):
             frame: The start frame.
         """
         await super().start(frame)
-        if self._personas:
-            self.create_task(self._register_personas(), name=f"{self}::register_persona")
+        self.create_task(self._register_personas(), name=f"{self}::register_persona")
 
     async def cancel(self, frame: CancelFrame) -> None:
         """Cancel the service, closing every open request.
@@ -237,16 +232,16 @@ class S2TTSService(TTSService):
         """Close every open request and the sidecar connections."""
         await super().cleanup()
         await self._close_all()
+        await self._voices.aclose()
         await self._client.aclose()
 
     async def _register_personas(self) -> None:
         """Upload the personas early, so the first reply doesn't wait for them."""
-        for persona in self._personas:
-            try:
-                await self._client.ensure_persona(persona)
-            except S2Error as e:
-                # Each reply retries and reports what still fails, as an ErrorFrame.
-                logger.warning(f"{self}: cannot register persona {persona.name!r} yet: {e}")
+        try:
+            await self._voices.ensure(self._client)
+        except S2Error as e:
+            # Each reply retries and reports what still fails, as an ErrorFrame.
+            logger.warning(f"{self}: cannot register persona {self._voices.failed!r} yet: {e}")
 
     def _speech_options(self) -> SpeechOptions:
         """The current settings as request fields; read for every segment."""
@@ -254,13 +249,7 @@ class S2TTSService(TTSService):
         return SpeechOptions(
             voice=assert_given(s.voice) or DEFAULT_VOICE,
             cast=self._cast,
-            style=assert_given(s.style),
-            temperature=assert_given(s.temperature),
-            top_p=assert_given(s.top_p),
-            top_k=assert_given(s.top_k),
-            repetition_penalty=assert_given(s.repetition_penalty),
-            seed=assert_given(s.seed),
-            max_new_tokens=assert_given(s.max_new_tokens),
+            **{name: assert_given(getattr(s, name)) for name in SPEECH_SETTINGS},
         )
 
     async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:
@@ -309,13 +298,12 @@ class S2TTSService(TTSService):
         await self.cancel_ttfb_metrics()
         tts_context = self._tts_contexts.get(reply.context_id)
         reply.append_to_context = tts_context.append_to_context if tts_context else True
-        for persona in self._personas:
-            try:
-                await self._client.ensure_persona(persona)
-            except S2Error as e:
-                reply.finished = True
-                self._failed_contexts.add(reply.context_id)
-                return f"{self} cannot register persona {persona.name!r}: {e}"
+        try:
+            await self._voices.ensure(self._client)
+        except S2Error as e:
+            reply.finished = True
+            self._failed_contexts.add(reply.context_id)
+            return f"{self} cannot register persona {self._voices.failed!r}: {e}"
         reply.stream = SpeechStream(
             self._client, self._speech_options, sample_rate=self.sample_rate, ahead=self._ahead
         )
@@ -366,7 +354,7 @@ class S2TTSService(TTSService):
         self._segment_text_frames[frame.id] = frame
         await self.append_to_audio_context(reply.context_id, frame)
         now = time.time()
-        await self.start_ttfb_metrics(start_time=now - end.ttfa_s)
+        await self.start_ttfb_metrics(start_time=now - end.first_byte_s)
         await self.stop_ttfb_metrics(end_time=now)
 
     async def _end_reply(self, reply: _Reply) -> None:
@@ -460,3 +448,7 @@ def _strip_frame_tags(frame: AggregatedTextFrame) -> bool:
 
 def _name(persona: str | Persona) -> str:
     return persona if isinstance(persona, str) else persona.name
+
+
+def _warn(message: str) -> None:
+    logger.warning(f"S2TTSService: {message}")

@@ -10,6 +10,7 @@ stall, a 503).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -45,6 +46,7 @@ from s2_plugin.client import S2Client
 from s2_plugin.personas import load_personas
 from s2_plugin.protocol import SAMPLE_RATE
 from s2_plugin.segment import Segmenter
+from s2_plugin.stream import SPEECH_SETTINGS
 from s2_plugin.tags import strip_tags
 
 RATE = 24000
@@ -428,3 +430,8 @@ async def test_a_cast_reply_is_heard_sentence_by_sentence_in_each_speakers_voice
     # Mean segment WER measured 0.19-0.36 over 6 runs (pitch shift undone); a segment in the
     # wrong voice or unshifted is near 1.0.
     assert sum(errors) / len(errors) <= 0.6, errors
+
+
+def test_options_take_the_cores_speech_settings() -> None:
+    for method in (s2.TTS.__init__, s2.TTS.update_options):
+        assert set(SPEECH_SETTINGS) <= set(inspect.signature(method).parameters)

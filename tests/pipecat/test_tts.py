@@ -38,6 +38,7 @@ from support.speech import transcribe, wer
 
 from s2_plugin.personas import load_personas
 from s2_plugin.protocol import SAMPLE_RATE
+from s2_plugin.stream import SPEECH_SETTINGS
 from s2_plugin.tags import strip_tags
 
 MAX_WER = 0.45
@@ -320,3 +321,10 @@ async def test_a_stalled_sidecar_times_out_with_an_error() -> None:
         )
     assert any("no audio" in e for e in errors(up)), errors(up)
     assert index(down, TTSStartedFrame) < index(down, TTSStoppedFrame)
+
+
+def test_settings_take_the_cores_speech_settings_and_style_works() -> None:
+    fields = {f.name for f in dataclasses.fields(S2TTSService.Settings)}
+    assert set(SPEECH_SETTINGS) <= fields
+    tts = S2TTSService(style="warm", settings=S2TTSService.Settings(seed=3))
+    assert (tts.settings.style, tts.settings.seed) == ("warm", 3)

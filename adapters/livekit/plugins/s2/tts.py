@@ -31,8 +31,9 @@ from livekit.agents.utils import is_given
 from s2_plugin.audio import check_rate
 from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2StatusError, S2TimeoutError
 from s2_plugin.personas import Persona, validate_cast
-from s2_plugin.protocol import DEFAULT_URL
-from s2_plugin.stream import AudioChunk, SegmentStart, SpeechOptions, SpeechStream
+from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
+from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SegmentStart, SpeechOptions, SpeechStream
+from s2_plugin.voices import Voices
 
 from .log import logger
 from .models import TTSSampleRate
@@ -52,7 +53,7 @@ class TTS(tts.TTS[None]):
     def __init__(
         self,
         *,
-        persona: str | Persona = "default",
+        persona: str | Persona = DEFAULT_VOICE,
         cast: Sequence[str | Persona] | None = None,
         style: str | None = None,
         temperature: float | None = None,
@@ -84,7 +85,8 @@ class TTS(tts.TTS[None]):
                 room (and in console mode), so nothing downstream resamples again.
             base_url: The sidecar, by default on loopback.
             api_key: The sidecar's API key, if it was started with one.
-            http_session: An aiohttp session to share; one is opened otherwise.
+            http_session: An aiohttp session to share; by default the job's shared session
+                (`utils.http_context`), or outside a job (scripts, tests) one of its own.
         """
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=True),
@@ -92,7 +94,7 @@ class TTS(tts.TTS[None]):
             num_channels=NUM_CHANNELS,
         )
         members = list(cast or ())
-        if members and persona == "default":
+        if members and persona == DEFAULT_VOICE:
             persona = members[0]
         self._opts = _TTSOptions(
             persona=persona,
@@ -113,15 +115,16 @@ class TTS(tts.TTS[None]):
         self._base_url = base_url
         self._api_key = api_key
         self._session = http_session
-        self._owns_session = http_session is None
+        self._owns_session = False
         self._clients: dict[float, S2Client] = {}
-        self._registration: asyncio.Task[None] | None = None
+        self._voices = Voices([persona, *members], logger.warning)
         self._prewarm_task: asyncio.Task[None] | None = None
         self._streams = weakref.WeakSet[SynthesizeStream]()
 
     @property
     def model(self) -> str:
-        return "s2-pro"
+        """The model the sidecar reports (S2-Pro, or the preview voice) once it was asked."""
+        return self._voices.model or "s2-pro"
 
     @property
     def provider(self) -> str:
@@ -140,23 +143,12 @@ class TTS(tts.TTS[None]):
         max_new_tokens: NotGivenOr[int | None] = NOT_GIVEN,
     ) -> None:
         """Change the voice or sampling; replies started after this call use it."""
-        changes: dict[str, Any] = {
-            k: v
-            for k, v in {
-                "style": style,
-                "temperature": temperature,
-                "top_p": top_p,
-                "top_k": top_k,
-                "repetition_penalty": repetition_penalty,
-                "seed": seed,
-                "max_new_tokens": max_new_tokens,
-            }.items()
-            if is_given(v)
-        }
+        given = locals()
+        changes: dict[str, Any] = {k: given[k] for k in SPEECH_SETTINGS if is_given(given[k])}
         if isinstance(persona, str | Persona):
             self._opts.persona = persona
             changes["voice"] = _voice(persona)
-            self._registration = None
+            self._voices = Voices([persona, *self._opts.cast], logger.warning)
         self._opts.speech = replace(self._opts.speech, **changes)
 
     def synthesize(
@@ -178,9 +170,6 @@ class TTS(tts.TTS[None]):
 
     async def _prewarm(self) -> None:
         try:
-            health = await self._client().health()
-            if health.preview:
-                logger.warning("the sidecar runs the preview engine (%s), not S2", health.model)
             await self._ensure_persona()
         except (S2Error, ValueError) as e:
             logger.warning("prewarm failed, the first reply will retry: %s", e)
@@ -189,9 +178,9 @@ class TTS(tts.TTS[None]):
         for stream in list(self._streams):
             await stream.aclose()
         self._streams.clear()
-        for task in (self._prewarm_task, self._registration):
-            if task is not None:
-                await utils.aio.cancel_and_wait(task)
+        if self._prewarm_task is not None:
+            await utils.aio.cancel_and_wait(self._prewarm_task)
+        await self._voices.aclose()
         self._clients.clear()
         if self._owns_session and self._session is not None:
             await self._session.close()
@@ -201,7 +190,11 @@ class TTS(tts.TTS[None]):
         """The client whose connects and reads time out after `timeout` (conn_options)."""
         if timeout not in self._clients:
             if self._session is None:
-                self._session = aiohttp.ClientSession()
+                try:
+                    self._session = utils.http_context.http_session()
+                except RuntimeError:  # not in a job: no shared session to use
+                    self._session = aiohttp.ClientSession()
+                    self._owns_session = True
             self._clients[timeout] = S2Client(
                 self._base_url,
                 api_key=self._api_key,
@@ -213,19 +206,7 @@ class TTS(tts.TTS[None]):
 
     async def _ensure_persona(self) -> None:
         """Register each `Persona` once (the sidecar warms it up); a name needs nothing."""
-        personas = [p for p in [self._opts.persona, *self._opts.cast] if isinstance(p, Persona)]
-        if not personas:
-            return
-        task = self._registration
-        if task is None or (task.done() and (task.cancelled() or task.exception())):
-            task = self._registration = asyncio.create_task(self._register(personas))
-        await asyncio.shield(task)
-
-    async def _register(self, personas: list[Persona]) -> None:
-        for persona in personas:
-            info = await self._client().ensure_persona(persona)
-            for warning in info.warnings:
-                logger.warning("persona %r: %s", persona.name, warning)
+        await self._voices.ensure(self._client())
 
 
 class ChunkedStream(tts.ChunkedStream):
