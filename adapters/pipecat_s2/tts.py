@@ -22,13 +22,13 @@ from pipecat.frames.frames import (
     ErrorFrame,
     Frame,
     StartFrame,
-    TextType,
     TTSAudioRawFrame,
     TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
+from pipecat.utils.text.base_text_aggregator import TextType
 from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import NOT_GIVEN, NotGiven, assert_given
 
@@ -170,11 +170,12 @@ class S2TTSService(TTSService):
         persona = persona if persona is not None else (members[0] if members else None)
         self._voices = Voices([persona, *members] if persona is not None else members, _warn)
         self._cast = tuple(validate_cast([_name(p) for p in members])) if members else ()
+        _unset: dict[str, Any] = dict.fromkeys(SPEECH_SETTINGS)
         default_settings = self.Settings(
             model=None,
             voice=_name(persona) if persona is not None else DEFAULT_VOICE,
             language=None,
-            **{name: None for name in SPEECH_SETTINGS},
+            **_unset,
         )
         default_settings.style = style
         if settings is not None:
@@ -252,7 +253,8 @@ class S2TTSService(TTSService):
             **{name: assert_given(getattr(s, name)) for name in SPEECH_SETTINGS},
         )
 
-    async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:
+    # TTSService narrows AIService's parameter to TTSSettings itself; this follows TTSService.
+    async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:  # type: ignore[override]
         """Apply a settings delta; it takes effect from the next segment requested.
 
         Args:

@@ -121,8 +121,9 @@ async def speech(request: web.Request) -> web.StreamResponse:
         raise BadRequest(describe(e), "invalid_request") from e
     app = request.app
     if req.cast:
-        persona: StoredPersona | None = cast.resolve(app[STORE], req.cast)
-        text = cast.for_cast(req.input, persona, req)
+        members = cast.resolve(app[STORE], req.cast)
+        text = cast.for_cast(req.input, members, req)
+        persona: StoredPersona | None = members
     else:
         persona = _persona_for(app[STORE], req.voice)
         style = req.style if req.style is not None else (persona.info.style if persona else None)

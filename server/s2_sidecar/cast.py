@@ -107,7 +107,7 @@ def _combine(members: tuple[StoredPersona, ...], directory: Path) -> StoredPerso
 
 def _pcm(wav: bytes) -> bytes:
     with wave.open(io.BytesIO(wav)) as w:
-        return w.readframes(w.getnframes())
+        return bytes(w.readframes(w.getnframes()))
 
 
 def _padded(pcm: bytes) -> bytes:

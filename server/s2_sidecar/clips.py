@@ -81,7 +81,7 @@ def _wav_missing_bytes(data: bytes) -> int:
     while pos + 8 <= len(data):
         chunk, size = struct.unpack_from("<4sI", data, pos)
         if chunk == b"data":
-            return max(0, pos + 8 + size - len(data))
+            return max(0, int(pos + 8 + size - len(data)))
         pos += 8 + size + size % 2
     return 0
 
