@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	# The frameworks' tested versions, inside the ranges pyproject allows users.
+	$(BIN)/python -m pip install -q -e '.[all,dev]' 'pipecat-ai[websocket]==1.14.0' 'livekit-agents==1.8.9'
 	# SGLang-Omni's request schema, for the stand-in server; the full package is GPU only.
 	$(BIN)/python -m pip install -q --no-deps sglang-omni==0.1.9
 	# The persona studio's tests drive a real browser: Debian's chromium (CI runs as root).
