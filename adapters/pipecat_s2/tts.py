@@ -8,7 +8,6 @@ so a reply has no gap between sentences and its first audio comes at the first c
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -207,7 +206,8 @@ class S2TTSService(TTSService):
         """Check if this service can generate processing metrics.
 
         Returns:
-            True: TTFB per request, TTFA and usage are reported.
+            True: TTFB (once per reply, at its first audio, as the base class times it),
+            TTFA and usage are reported.
         """
         return True
 
@@ -296,8 +296,6 @@ class S2TTSService(TTSService):
 
     async def _open(self, reply: _Reply) -> str | None:
         """Start a reply's stream and its playing task; an error message if it can't."""
-        # The base class timed TTFB from the first token; TTFB is reported per request.
-        await self.cancel_ttfb_metrics()
         tts_context = self._tts_contexts.get(reply.context_id)
         reply.append_to_context = tts_context.append_to_context if tts_context else True
         try:
@@ -328,7 +326,7 @@ class S2TTSService(TTSService):
             reply.stream.end_input()
 
     async def _play(self, reply: _Reply) -> None:
-        """Append a reply's audio to its context in order; report each request's TTFB."""
+        """Append a reply's audio to its context in order."""
         assert reply.stream is not None
         context_id = reply.context_id
         try:
@@ -346,7 +344,7 @@ class S2TTSService(TTSService):
             await self._end_reply(reply)
 
     async def _end_segment(self, reply: _Reply, end: SegmentEnd) -> None:
-        """Queue a segment's text behind its audio; report its request's TTFB."""
+        """Queue a segment's text behind its audio."""
         frame = TTSTextFrame(end.text if self._keep_tags else end.transcript, TextType.SENTENCE)
         frame.context_id = reply.context_id
         frame.will_be_spoken = True
@@ -355,9 +353,6 @@ class S2TTSService(TTSService):
             frame.metadata["speaker"] = self._cast[end.speaker]
         self._segment_text_frames[frame.id] = frame
         await self.append_to_audio_context(reply.context_id, frame)
-        now = time.time()
-        await self.start_ttfb_metrics(start_time=now - end.first_byte_s)
-        await self.stop_ttfb_metrics(end_time=now)
 
     async def _end_reply(self, reply: _Reply) -> None:
         """Close a finished reply's audio context, which pushes its ``TTSStoppedFrame``."""

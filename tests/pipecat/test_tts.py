@@ -19,6 +19,7 @@ from pipecat.frames.frames import (
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
     LLMTextFrame,
+    MetricsFrame,
     TextFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
@@ -27,6 +28,7 @@ from pipecat.frames.frames import (
     TTSTextFrame,
     TTSUpdateSettingsFrame,
 )
+from pipecat.metrics.metrics import TTFBMetricsData
 from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import run_test
 from pipecat_s2 import S2TTSService
@@ -109,6 +111,11 @@ async def test_frames_are_ordered_and_the_words_are_heard(sidecar: SidecarProces
     speech = [f for f in down if isinstance(f, TTSAudioRawFrame | TTSTextFrame)]
     for i in (i for i, f in enumerate(speech) if isinstance(f, TTSTextFrame)):
         assert i > 0 and isinstance(speech[i - 1], TTSAudioRawFrame), i
+
+    # One TTFB for the reply, as Pipecat's services report it (not one per segment request).
+    # (Pipecat also reports a 0.0 for every processor when the pipeline starts.)
+    ttfb = [d for f in down if isinstance(f, MetricsFrame) for d in f.data]
+    assert sum(isinstance(d, TTFBMetricsData) and d.value > 0 for d in ttfb) == 1, ttfb
 
     heard = transcribe(audio(down), 16000)
     assert wer(REPLY, heard) <= MAX_WER, heard
