@@ -1,0 +1,42 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from s2_plugin.audio import float_to_pcm16
+from s2_plugin.timing import speech_span, word_times
+
+RATE = 16000
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return 0.5 * np.sin(2 * np.pi * 220 * t)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE))
+
+
+def test_leading_and_trailing_silence_are_trimmed() -> None:
+    pcm = float_to_pcm16(np.concatenate([silence(0.3), tone(1.0), silence(0.5)]))
+    start, end = speech_span(pcm, RATE)
+    assert start == pytest.approx(0.3, abs=0.011) and end == pytest.approx(1.3, abs=0.011)
+    assert speech_span(float_to_pcm16(silence(1.0)), RATE) == (0.0, 0.0)
+
+
+def test_words_are_in_order_within_the_speech_and_longer_words_take_longer() -> None:
+    pcm = float_to_pcm16(np.concatenate([silence(0.2), tone(2.0), silence(0.2)]))
+    times = word_times("Hello, wonderful world.", pcm, RATE)
+    assert [t.word for t in times] == ["Hello,", "wonderful", "world."]
+    assert times[0].start_s == pytest.approx(0.2, abs=0.011)
+    assert times[-1].end_s == pytest.approx(2.2, abs=0.011)
+    assert all(a.end_s <= b.start_s for a, b in itertools.pairwise(times))
+    assert all(t.start_s < t.end_s for t in times)
+    # "wonderful" (3 syllables) outlasts "world" (1); the comma leaves a pause after "Hello,".
+    assert times[1].end_s - times[1].start_s > 2 * (times[2].end_s - times[2].start_s)
+    assert times[1].start_s > times[0].end_s
+
+
+def test_no_words_no_times() -> None:
+    assert word_times("  ", float_to_pcm16(tone(1.0)), RATE) == []
