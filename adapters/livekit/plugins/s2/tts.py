@@ -32,7 +32,8 @@ from s2_plugin.audio import check_rate
 from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2StatusError, S2TimeoutError
 from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
-from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SegmentStart, SpeechOptions, SpeechStream
+from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
+from s2_plugin.timing import word_times
 from s2_plugin.voices import Voices
 
 from .log import logger
@@ -294,29 +295,33 @@ def _speech_stream(tts: TTS, opts: _TTSOptions, conn_options: APIConnectOptions)
 async def _emit(
     speech: SpeechStream, output_emitter: tts.AudioEmitter, cast: Sequence[str] = ()
 ) -> None:
-    """Push the reply's audio, and each segment's words (tags stripped) with its time span.
+    """Push the reply's audio, and each word (tags stripped) with its time span.
 
-    The words go out as the segment starts, so captions don't wait for its last audio; an
-    empty string with the end time closes the span once its length is known.
+    A segment's words go out once its audio is complete, with the spans `word_times`
+    estimates from that audio, so an interruption keeps exactly the words played (LiveKit
+    cuts the transcript at the playback position); generation runs ahead of playback, so
+    captions are still in time.
     """
     spoken = 0
+    pcm = bytearray()
     async for event in speech:
         if isinstance(event, AudioChunk):
             output_emitter.push(event.pcm)
-        elif isinstance(event, SegmentStart):
-            text = (" " if event.index else "") + event.transcript
-            output_emitter.push_timed_transcript(
-                TimedString(
-                    text,
-                    start_time=spoken / speech.sample_rate,
-                    speaker_id=cast[event.speaker] if cast else None,
+            pcm += event.pcm
+        elif isinstance(event, SegmentEnd):
+            offset = spoken / speech.sample_rate
+            speaker = cast[event.speaker] if cast else None
+            for i, word in enumerate(word_times(event.transcript, bytes(pcm), speech.sample_rate)):
+                output_emitter.push_timed_transcript(
+                    TimedString(
+                        (" " if event.index or i else "") + word.word,
+                        start_time=offset + word.start_s,
+                        end_time=offset + word.end_s,
+                        speaker_id=speaker,
+                    )
                 )
-            )
-        else:
             spoken += event.samples
-            output_emitter.push_timed_transcript(
-                TimedString("", end_time=spoken / speech.sample_rate)
-            )
+            pcm.clear()
 
 
 @contextlib.contextmanager
