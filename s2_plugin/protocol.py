@@ -33,6 +33,9 @@ VOICES_PATH = "/v1/audio/voices"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "max_new_tokens")
+"""The `SpeechRequest` fields S2 samples with, passed on to SGLang-Omni as they are."""
+
 HEADER_SAMPLE_RATE = "X-Sample-Rate"
 HEADER_REQUEST_ID = "X-Request-Id"
 HEADER_ENGINE = "X-S2-Engine"

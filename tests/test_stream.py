@@ -7,8 +7,10 @@ from support.pcm_server import expected_samples, level, pcm_server
 
 from s2_plugin.client import S2Client, S2StatusError
 from s2_plugin.personas import PersonaError
+from s2_plugin.protocol import SAMPLING_FIELDS, SpeechRequest
 from s2_plugin.segment import Segment
 from s2_plugin.stream import (
+    SPEECH_SETTINGS,
     AudioChunk,
     SegmentEnd,
     SegmentStart,
@@ -241,3 +243,8 @@ async def test_aclose_from_another_task_ends_the_readers_loop(mid_audio: bool) -
     assert server.open_streams == 0
     with pytest.raises(RuntimeError, match=r"closed|end_input"):
         stream.push_text("More.")
+
+
+def test_speech_settings_are_the_wire_sampling_fields_and_style() -> None:
+    assert set(SPEECH_SETTINGS) == {"style", *SAMPLING_FIELDS}
+    assert set(SPEECH_SETTINGS) <= set(SpeechRequest.model_fields)

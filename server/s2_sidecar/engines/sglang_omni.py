@@ -53,6 +53,7 @@ from s2_plugin.protocol import (
     HEALTH_PATH,
     MAX_INPUT_CHARS,
     SAMPLE_RATE,
+    SAMPLING_FIELDS,
     SPEECH_PATH,
     SpeechRequest,
 )
@@ -68,7 +69,6 @@ WARMUP_TEXT = "Hello."
 ROUTE_WORKER_HEADER = "x-sglang-omni-route-worker"
 WORKER_HEADER = "X-SGLang-Omni-Worker"
 """The router names the worker that served a request (`proxy.py` `diagnostic_headers`)."""
-_SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed", "max_new_tokens")
 
 STRIDE_FLAG = "--vocoder.factory.stream_stride"
 FOLLOWUP_FLAG = "--vocoder.factory.stream_followup_stride"
@@ -235,7 +235,7 @@ class SGLangOmniEngine:
                 "input_too_long",
             )
         fields: dict[str, object] = {"input": text, "response_format": "pcm", "stream": True}
-        for name in _SAMPLING_FIELDS:
+        for name in SAMPLING_FIELDS:
             value = getattr(request, name)
             if value is not None:
                 fields[name] = value
