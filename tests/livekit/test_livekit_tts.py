@@ -51,7 +51,7 @@ from s2_plugin.tags import strip_tags
 
 RATE = 24000
 MAX_WER = 0.4
-"""The preview voice is deterministic; measured (10 runs under load, identical each time):
+"""The preview voice is deterministic; measured (3 runs under load, identical each time):
 0.08 (say), 0.20 (streamed reply), 0.15 (chunked). The worst plus 0.2."""
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
 

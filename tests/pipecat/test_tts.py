@@ -44,7 +44,7 @@ from s2_plugin.stream import SPEECH_SETTINGS
 from s2_plugin.tags import strip_tags
 
 MAX_WER = 0.45
-"""The preview voice is deterministic, so each test's word error is one number; measured (10
+"""The preview voice is deterministic, so each test's word error is one number; measured (3
 runs under load, identical each time): 0.07 (REPLY), 0.00 (TAGGED_REPLY), 0.30 (the ten
 notices). The bound is the worst plus 0.15 (two or three words of slack for a change of
 segmentation); silence or garbled audio scores near 1."""
