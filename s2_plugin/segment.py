@@ -348,3 +348,31 @@ class Segmenter:
             return None
         self._split_at(cut)
         return cut
+
+
+def split(text: str, max_chars: int) -> list[str]:
+    """`text` whole if it fits in `max_chars`, else in order-kept parts that each fit.
+
+    For text that arrives all at once (a speech request, a script): parts end at sentence ends
+    where they can, else at clause ends, else between words, and hold as many sentences as fit.
+    A run with no space to cut at is cut hard. Parts without words (stray marks) are dropped.
+    A part that starts inside another speaker's turn starts with that speaker's tag.
+    """
+    if len(text) <= max_chars:
+        return [text]
+    segmenter = Segmenter(
+        first_min_words=1, min_words=1, max_chars=max(max_chars, _MIN_MAX_CHARS), eager_chars=0
+    )
+    parts: list[str] = []
+    speaker = 0
+    for seg in segmenter.push(text) + segmenter.flush():
+        for start in range(0, len(seg.text), max_chars):
+            chunk = seg.text[start : start + max_chars]
+            if parts and seg.speaker == speaker and len(parts[-1]) + 1 + len(chunk) <= max_chars:
+                parts[-1] += " " + chunk
+                continue
+            if seg.speaker and not chunk.startswith(tags.speaker_tag(seg.speaker)):
+                chunk = f"{tags.speaker_tag(seg.speaker)} {chunk}"
+            parts.append(chunk)
+            speaker = seg.speaker
+    return [p for p in parts if tags.has_speech(p)]

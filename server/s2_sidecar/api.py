@@ -1,22 +1,28 @@
 """The sidecar's HTTP API (aiohttp): speech, personas, health, metrics.
 
-Run the app with `handler_cancellation=True` (as `serve` does): a client that disconnects then
-cancels its handler at once, and the cancellation reaches the engine.
+Run the app with `handler_cancellation=True` (as `httpserver.serve` does): a client that
+disconnects then cancels its handler at once, and the cancellation reaches the engine.
+
+Once a stream's headers are out, a failure can no longer become a JSON error: the connection
+is cut without the final chunk, so the client sees a broken stream (and raises) instead of
+audio that just ends, or an error document inside the audio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from s2_plugin import tags
+from s2_plugin import segment, tags
 from s2_plugin.audio import wav_bytes
 from s2_plugin.personas import MAX_CLIP_BYTES
 from s2_plugin.protocol import (
@@ -36,9 +42,11 @@ from s2_plugin.protocol import (
     describe,
 )
 from s2_sidecar import cast, studio
+from s2_sidecar.admission import Admission
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import (
     BadRequest,
+    RequestTimeout,
     SidecarError,
     TooLarge,
     Unauthorized,
@@ -46,6 +54,7 @@ from s2_sidecar.errors import (
     UnsupportedMedia,
 )
 from s2_sidecar.metrics import CONTENT_TYPE, Metrics
+from s2_sidecar.settings import Settings
 from s2_sidecar.store import PersonaStore, StoredPersona
 
 log = logging.getLogger(__name__)
@@ -53,8 +62,20 @@ log = logging.getLogger(__name__)
 ENGINE = web.AppKey("engine", Engine)
 STORE = web.AppKey("store", PersonaStore)
 METRICS = web.AppKey("metrics", Metrics)
+SETTINGS = web.AppKey("settings", Settings)
+_ADMISSION = web.AppKey("admission", Admission)
 _TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
 _REGISTER_LOCK = web.AppKey("register_lock", asyncio.Lock)
+
+
+@dataclass
+class _State:
+    draining: bool = False
+    streams: dict[str, float] = field(default_factory=dict)
+    """Request id -> start time of every speech response in progress."""
+
+
+_STATE = web.AppKey("state", _State)
 
 DEFAULT_VOICE = "default"
 """`voice` when none is named: the engine's own voice, unless a persona takes this name."""
@@ -73,13 +94,21 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     api_key: str | None = None,
+    settings: Settings | None = None,
 ) -> web.Application:
     """The sidecar as an aiohttp app; starting it starts the engine, cleanup stops it."""
     middlewares = [_errors] + ([_auth(api_key)] if api_key else [])
     app = web.Application(middlewares=middlewares, client_max_size=MAX_CLIP_BYTES + _FORM_OVERHEAD)
+    settings = settings or Settings()
+    metrics = metrics or Metrics()
+    limit = settings.max_concurrency or engine.max_concurrency
     app[ENGINE] = engine
     app[STORE] = store
-    app[METRICS] = metrics or Metrics()
+    app[METRICS] = metrics
+    app[SETTINGS] = settings
+    app[_STATE] = _State()
+    queue = limit if settings.queue_size is None else settings.queue_size
+    app[_ADMISSION] = Admission(limit, queue, settings.queue_wait, metrics)
     app[_TASKS] = set()
     app[_REGISTER_LOCK] = asyncio.Lock()
     app.add_routes(
@@ -114,31 +143,47 @@ async def _engine_running(app: web.Application) -> AsyncIterator[None]:
 
 async def speech(request: web.Request) -> web.StreamResponse:
     """Stream raw PCM (`stream: true`) or return a WAV; headers go out with the first audio."""
-    body = await _json(request)
+    app = request.app
+    state, metrics = app[_STATE], app[METRICS]
+    if state.draining:
+        metrics.rejected.labels("draining").inc()
+        raise Unavailable("the sidecar is shutting down; retry on another one", "draining")
+    body = await _json(request, app[SETTINGS].max_speech_body)
     try:
         req = SpeechRequest.model_validate(body)
     except ValidationError as e:
         raise BadRequest(describe(e), "invalid_request") from e
-    app = request.app
+    engine = app[ENGINE]
+    texts = segment.split(req.input, engine.max_text_chars)
+    persona: StoredPersona | None
     if req.cast:
-        members = cast.resolve(app[STORE], req.cast)
-        text = cast.for_cast(req.input, members, req)
-        persona: StoredPersona | None = members
+        reference = cast.resolve(app[STORE], req.cast)
+        persona, parts = reference, [cast.for_cast(t, reference, req) for t in texts]
     else:
         persona = _persona_for(app[STORE], req.voice)
         style = req.style if req.style is not None else (persona.info.style if persona else None)
-        text = tags.apply_style(req.input, style)
-    engine, metrics = app[ENGINE], app[METRICS]
+        parts = [tags.apply_style(t, style) for t in texts]
     _require_ready(engine)
+    async with app[_ADMISSION].slot():
+        return await _respond(request, parts, persona, req)
 
+
+async def _respond(
+    request: web.Request, parts: list[str], persona: StoredPersona | None, req: SpeechRequest
+) -> web.StreamResponse:
+    app = request.app
+    engine, metrics, state = app[ENGINE], app[METRICS], app[_STATE]
+    request_id = request.headers.get(HEADER_REQUEST_ID) or uuid.uuid4().hex
     headers = {
         HEADER_SAMPLE_RATE: str(SAMPLE_RATE),
-        HEADER_REQUEST_ID: request.headers.get(HEADER_REQUEST_ID) or uuid.uuid4().hex,
+        HEADER_REQUEST_ID: request_id,
         HEADER_ENGINE: engine.name,
     }
     started = time.perf_counter()
-    chunks = aiter(engine.generate(text, persona, req))
+    chunks = aiter(_generate(engine, parts, persona, req))
     metrics.active_streams.inc()
+    state.streams[request_id] = started
+    response: web.StreamResponse | None = None
     sent = 0
     try:
         first = await anext(chunks, b"")  # an engine error here still becomes a JSON error
@@ -150,20 +195,78 @@ async def speech(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers=headers)
         response.content_type = "audio/pcm"
         await response.prepare(request)
-        await response.write(first)
+        write_timeout = app[SETTINGS].write_timeout
+        await _send(response, first, write_timeout)
         sent = len(first)
         async for chunk in chunks:
-            await response.write(chunk)
+            await _send(response, chunk, write_timeout)
             sent += len(chunk)
         await response.write_eof()
         return response
     except (asyncio.CancelledError, ConnectionResetError):
         metrics.streams_cancelled.inc()
         raise
+    except _Stalled:
+        assert response is not None
+        log.warning(
+            "request %s: the client read nothing for %g s; cut its stream",
+            request_id,
+            app[SETTINGS].write_timeout,
+        )
+        return _cut(request, response, "write_timeout")
+    except Exception as e:
+        if response is None or not response.prepared:
+            raise
+        log.warning("request %s: the engine failed mid-stream, cutting it: %s", request_id, e)
+        return _cut(request, response, "engine_error")
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+        state.streams.pop(request_id, None)
         metrics.active_streams.dec()
         metrics.audio_seconds.inc(sent / 2 / SAMPLE_RATE)
+
+
+async def _generate(
+    engine: Engine, parts: list[str], persona: StoredPersona | None, req: SpeechRequest
+) -> AsyncIterator[bytes]:
+    """The parts' audio, one generation after the other, as one stream."""
+    for part in parts:
+        chunks = engine.generate(part, persona, req)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
+
+
+class _Stalled(Exception):
+    """The client left the audio unread for longer than `write_timeout`."""
+
+
+async def _send(response: web.StreamResponse, data: bytes, timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await response.write(data)
+    except TimeoutError as e:
+        raise _Stalled from e
+
+
+def _cut(request: web.Request, response: web.StreamResponse, reason: str) -> web.StreamResponse:
+    """Drop the connection without the final chunk: the client sees the stream break."""
+    request.app[METRICS].streams_aborted.labels(reason).inc()
+    if request.transport is not None:
+        request.transport.abort()
+    return response
+
+
+def start_draining(app: web.Application) -> None:
+    """From now on new speech requests get a 503 and /health says the sidecar is going."""
+    app[_STATE].draining = True
+
+
+def in_flight(app: web.Application) -> list[str]:
+    """Request ids of the speech responses in progress."""
+    return list(app[_STATE].streams)
 
 
 def _persona_for(store: PersonaStore, voice: str) -> StoredPersona | None:
@@ -201,7 +304,14 @@ async def upload_voice(request: web.Request) -> web.Response:
             f"send personas as multipart/form-data, not {request.content_type!r}",
             "unsupported_media_type",
         )
-    form = await request.post()
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout):
+            form = await request.post()
+    except TimeoutError as e:
+        raise RequestTimeout(
+            f"the upload took longer than {request.app[SETTINGS].body_timeout:g} s to arrive",
+            "body_timeout",
+        ) from e
     audio = form.get("audio")
     if isinstance(audio, web.FileField):
         data = audio.file.read()
@@ -271,6 +381,8 @@ def _spawn(app: web.Application, coro: Awaitable[None]) -> None:
 async def health(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     status, detail = engine.health()
+    if request.app[_STATE].draining:
+        status, detail = "unhealthy", "shutting down"
     body = Health(
         status=status,
         engine=engine.name,
@@ -291,16 +403,40 @@ async def metrics_text(request: web.Request) -> web.Response:
 # --- plumbing ------------------------------------------------------------------------------
 
 
-async def _json(request: web.Request) -> object:
+async def _json(request: web.Request, limit: int) -> object:
     if request.content_type != "application/json":
         raise UnsupportedMedia(
             f"send the request as application/json, not {request.content_type!r}",
             "unsupported_media_type",
         )
+    raw = await _body(request, limit)
     try:
-        return await request.json()
-    except (ValueError, UnicodeDecodeError) as e:
+        return json.loads(raw.decode(request.charset or "utf-8"))
+    except (ValueError, UnicodeDecodeError, LookupError) as e:
         raise BadRequest(f"the body is not valid JSON ({e}); fix the JSON", "malformed_json") from e
+
+
+async def _body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused (413) past `limit` bytes before reading it all."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(_too_large(request.content_length, limit), "body_too_large")
+    data = bytearray()
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout):
+            while chunk := await request.content.read(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    raise TooLarge(_too_large(len(data), limit), "body_too_large")
+    except TimeoutError as e:
+        raise RequestTimeout(
+            f"the body took longer than {request.app[SETTINGS].body_timeout:g} s to arrive",
+            "body_timeout",
+        ) from e
+    return bytes(data)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"the body is {size} bytes or more; speech requests are limited to {limit} bytes"
 
 
 def _model_response(model: BaseModel, status: int = 200) -> web.Response:
@@ -311,7 +447,8 @@ def _model_response(model: BaseModel, status: int = 200) -> web.Response:
     )
 
 
-def _error_response(status: int, message: str, type_: str, code: str | None) -> web.Response:
+def error_response(status: int, message: str, type_: str, code: str | None) -> web.Response:
+    """The JSON error every failure answers with."""
     body = ErrorBody(error=ErrorDetail(message=message, type=type_, code=code))
     return _model_response(body, status=status)
 
@@ -327,7 +464,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except SidecarError as e:
         code = e.code
-        response = _error_response(e.status, e.message, e.type, code)
+        response = error_response(e.status, e.message, e.type, code)
+        response.headers.update(e.headers)
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -335,14 +473,16 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         message = e.text or e.reason
         if e.status == 413:
             message = f"{message}; keep uploads under {MAX_CLIP_BYTES} bytes"
-        response = _error_response(e.status, message, "invalid_request_error", code)
+        response = error_response(e.status, message, "invalid_request_error", code)
+        if "Allow" in e.headers:  # a 405 says which methods the route takes
+            response.headers["Allow"] = e.headers["Allow"]
     except (asyncio.CancelledError, ConnectionResetError):
         metrics.requests.labels(route, "499").inc()  # nginx's "client closed request"
         raise
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         code = "internal_error"
-        response = _error_response(500, "internal error; see the sidecar log", "server_error", code)
+        response = error_response(500, "internal error; see the sidecar log", "server_error", code)
     if code is not None:
         metrics.errors.labels(code).inc()
     metrics.requests.labels(route, str(response.status)).inc()

@@ -8,13 +8,11 @@ import ipaddress
 import logging
 import os
 import shlex
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import soundfile as sf
-from aiohttp import web
 
 from s2_plugin.audio import duration_s, wav_bytes
 from s2_plugin.client import S2Client, S2Error
@@ -25,7 +23,9 @@ from s2_sidecar import benchmark, doctor, voices
 from s2_sidecar.api import create_app
 from s2_sidecar.engines import ENGINES, Engine, choose
 from s2_sidecar.errors import SidecarError
+from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
+from s2_sidecar.settings import Settings
 from s2_sidecar.store import PersonaStore
 
 log = logging.getLogger("s2_sidecar")
@@ -74,7 +74,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--personas", type=Path, help="personas TOML file to register at start")
     serve.add_argument("--store", type=Path, default=default_store(), help="persona directory")
-    serve.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"or ${API_KEY_ENV}")
+    serve.add_argument(
+        "--api-key",
+        help=f"visible in `ps` to every user: prefer ${API_KEY_ENV} or --api-key-file",
+    )
+    serve.add_argument("--api-key-file", type=Path, help="a file holding the API key")
+    lim = serve.add_argument_group("limits (see the README, 'Limits and timeouts')")
+    d = Settings()
+    for flag, kind, default, what in (
+        ("--header-timeout", float, d.header_timeout, "s to send request headers"),
+        ("--body-timeout", float, d.body_timeout, "s to send a request body"),
+        ("--write-timeout", float, d.write_timeout, "s a client may leave audio unread"),
+        ("--keepalive-timeout", float, d.keepalive_timeout, "s an idle connection stays"),
+        ("--max-connections", int, d.max_connections, "open connections at most"),
+        ("--max-concurrency", int, None, "generations at once (default: the engine's limit)"),
+        ("--queue-size", int, None, "requests waiting for a slot (default: max-concurrency)"),
+        ("--queue-wait", float, d.queue_wait, "s a queued request waits before its 503"),
+        ("--drain-timeout", float, d.drain_timeout, "s for streams to finish after SIGTERM"),
+    ):
+        lim.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
     g = serve.add_argument_group("sglang_omni engine")
     g.add_argument("--model-path", default=MODEL, help="HF id or local directory")
     g.add_argument(
@@ -148,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    args.api_key = _api_key(args)
     if not _is_loopback(args.host) and not args.api_key:
         raise UsageError(
             f"refusing to listen on {args.host} without an API key: anyone who can reach it "
@@ -166,9 +185,54 @@ def _serve(args: argparse.Namespace) -> int:
     engine = _make_engine(args, metrics)
     if not engine.preview:  # S2 without a reference speaks in a new random voice each time
         voices.ensure_default(store)
-    app = create_app(engine, store, metrics=metrics, api_key=args.api_key)
-    asyncio.run(_run(app, args.host, args.port))
+    settings = Settings(
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        write_timeout=args.write_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+        max_concurrency=args.max_concurrency,
+        queue_size=args.queue_size,
+        queue_wait=args.queue_wait,
+        drain_timeout=args.drain_timeout,
+    )
+    app = create_app(engine, store, metrics=metrics, api_key=args.api_key, settings=settings)
+    asyncio.run(serve(app, args.host, args.port, settings))
     return 0
+
+
+MIN_KEY_CHARS = 16
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The key from --api-key-file, $S2_SIDECAR_API_KEY or --api-key; blank is refused."""
+    if args.api_key_file is not None:
+        try:
+            key: str | None = args.api_key_file.read_text().strip()
+        except OSError as e:
+            raise UsageError(f"cannot read --api-key-file {args.api_key_file}: {e}") from e
+        source = str(args.api_key_file)
+    elif args.api_key is not None:
+        log.warning(
+            "--api-key is visible to every user of this machine (ps); "
+            "use $%s or --api-key-file instead",
+            API_KEY_ENV,
+        )
+        key, source = args.api_key, "--api-key"
+    else:
+        key, source = os.environ.get(API_KEY_ENV), f"${API_KEY_ENV}"
+    if key is None:
+        return None
+    if not key.strip():
+        raise UsageError(f"the API key from {source} is blank; set a real key or leave it unset")
+    if len(key) < MIN_KEY_CHARS:
+        log.warning(
+            "the API key from %s has %d characters; use %d or more (e.g. `openssl rand -hex 24`)",
+            source,
+            len(key),
+            MIN_KEY_CHARS,
+        )
+    return key
 
 
 def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
@@ -197,23 +261,6 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
     if args.stream_followup_stride is not None:
         launch.stream_followup_stride = args.stream_followup_stride
     return SGLangOmniEngine(metrics, launch, url=args.sglang_url)
-
-
-async def _run(app: web.Application, host: str, port: int) -> None:
-    # handler_cancellation: a client that hangs up cancels its handler, which stops the engine.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        log.info("s2-sidecar listening on http://%s:%d", host, port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()
 
 
 def _is_loopback(host: str) -> bool:

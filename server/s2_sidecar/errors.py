@@ -14,6 +14,7 @@ class SidecarError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+        self.headers: dict[str, str] = {}
 
 
 class BadRequest(SidecarError):
@@ -24,6 +25,10 @@ class BadRequest(SidecarError):
 class Unauthorized(SidecarError):
     status = 401
     type = "authentication_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message, code)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="s2-sidecar"'
 
 
 class NotFound(SidecarError):
@@ -46,11 +51,20 @@ class UnsupportedMedia(SidecarError):
     type = "invalid_request_error"
 
 
+class RequestTimeout(SidecarError):
+    status = 408
+    type = "invalid_request_error"
+
+
 class Unavailable(SidecarError):
     """The engine cannot serve right now (starting, restarting, overloaded): retry later."""
 
     status = 503
     type = "engine_unavailable"
+
+    def __init__(self, message: str, code: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message, code)
+        self.headers["Retry-After"] = str(retry_after)
 
 
 class EngineFailed(SidecarError):

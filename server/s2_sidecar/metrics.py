@@ -45,6 +45,29 @@ class Metrics:
             "Speech streams stopped because the client went away.",
             registry=r,
         )
+        self.streams_aborted = Counter(
+            "s2_streams_aborted",
+            "Speech streams cut after their headers went out (engine failure, stalled reader, "
+            "shutdown), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("engine_error", "write_timeout", "shutdown"):
+            self.streams_aborted.labels(reason)
+        self.admission_limit = Gauge(
+            "s2_admission_limit", "Generations admitted at once.", registry=r
+        )
+        self.queue_depth = Gauge(
+            "s2_queue_depth", "Speech requests waiting for a generation slot.", registry=r
+        )
+        self.rejected = Counter(
+            "s2_rejected",
+            "Speech requests refused with a 503 at admission, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("queue_full", "queue_timeout", "draining"):
+            self.rejected.labels(reason)
         self.engine_busy = Gauge(
             "s2_engine_busy", "Generations the engine is working on now.", registry=r
         )

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shlex
+import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import numpy as np
+import psutil
 import pytest
 import soundfile as sf
-from support.sidecar import PERSONAS_TOML, SidecarProcess
+from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
 from support.speech import transcribe, wer
 
 from s2_plugin.audio import float_to_pcm16, samples, wav_bytes
@@ -355,3 +358,59 @@ async def test_api_key_required_and_checked(make_sidecar, tmp_path: Path) -> Non
     assert process.health()[0] == 200  # health stays open for probes
     async with S2Client(process.url, api_key="s3cret") as client:
         assert len(await client.synthesize("Hello.")) > 0
+
+
+async def test_an_engine_failure_mid_stream_breaks_the_stream(make_sidecar) -> None:  # type: ignore[no-untyped-def]
+    """Once audio flows, a failure cuts the connection: no JSON lands inside the audio."""
+    port = free_port()
+    standin = Path(__file__).resolve().parents[1] / "support" / "sglang_standin.py"
+    args = [
+        "--sglang-command", shlex.join([sys.executable, str(standin)]),
+        "--sglang-port", str(port),
+        "--sglang-backoff", "0.2",
+    ]  # fmt: skip
+    process: SidecarProcess = make_sidecar(engine="sglang_omni", args=args)
+    async with aiohttp.ClientSession() as s:
+        async with s.post(
+            f"http://127.0.0.1:{port}/standin/control", json={"mode": "ok", "frame_s": 0.05}
+        ):
+            pass
+        body = {"input": "word " * 200, "stream": True, "response_format": "pcm"}
+        async with s.post(process.url + "/v1/audio/speech", json=body) as r:
+            assert r.status == 200
+            received = await r.content.readany()
+            # The GPU process the sidecar launched dies while its audio streams.
+            for child in psutil.Process(process.pid).children(recursive=True):
+                child.kill()
+            with pytest.raises(aiohttp.ClientPayloadError):
+                while chunk := await r.content.readany():
+                    received += chunk
+    assert b"error" not in received
+    assert process.metrics().value("s2_streams_aborted_total", reason="engine_error") == 1
+
+
+async def test_a_speech_body_over_64k_is_refused_unread(sidecar: SidecarProcess) -> None:
+    body = b'{"input": "Hello.", "numbers": [' + b"1," * 100_000 + b"1]}"
+    status, error = await post_speech(
+        sidecar.url, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert status == 413 and error["error"]["code"] == "body_too_large"  # type: ignore[index]
+
+
+async def test_long_unpunctuated_text_is_spoken_whole_in_bounded_memory(
+    make_sidecar,  # type: ignore[no-untyped-def]
+) -> None:
+    process: SidecarProcess = make_sidecar()
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"] * 20
+    text = " ".join(words)  # 1,000 characters, no punctuation
+    rss = psutil.Process(process.pid).memory_info().rss
+    async with S2Client(process.url, read_timeout=60) as client:
+        pcm = await client.synthesize(text)
+    grew_mb = (psutil.Process(process.pid).memory_info().rss - rss) / 1e6
+    # Fed the whole run, Piper grew about 1.15 MB per character (1,150 MB here, and it stays);
+    # in parts it grows by what its longest part needs (measured: 257 MB for 200 characters).
+    assert grew_mb < 400, grew_mb
+    seconds = len(samples(pcm)) / SAMPLE_RATE
+    assert 0.25 * len(words) < seconds < 0.6 * len(words), seconds  # no word dropped or doubled
+    heard = transcribe(pcm, SAMPLE_RATE)
+    assert wer(text, heard) <= MAX_WER, heard

@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2_sidecar.cli import API_KEY_ENV
+
 from s2_plugin.protocol import HEALTH_PATH, METRICS_PATH
 from support.metrics import Metrics
 
@@ -72,8 +74,6 @@ class SidecarProcess:
         cmd += ["--port", str(self.port), "--store", str(self.store)]
         if self.personas:
             cmd += ["--personas", str(self.personas)]
-        if self.api_key:
-            cmd += ["--api-key", self.api_key]
         return cmd + self.args
 
     def start(self, timeout: float = 60.0) -> SidecarProcess:
@@ -84,7 +84,7 @@ class SidecarProcess:
             self.command(),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
+            env=self._environment(),
             cwd=ROOT,
         )
         log.close()
@@ -94,6 +94,12 @@ class SidecarProcess:
             self.stop()  # a sidecar that never got ready must not outlive the test
             raise
         return self
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != API_KEY_ENV}
+        if self.api_key:
+            env[API_KEY_ENV] = self.api_key  # not --api-key: that shows in `ps`
+        return {**env, **self.env}
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, object]:
         """Poll /health until it answers 200; return its body."""

@@ -18,6 +18,10 @@ class Engine(Protocol):
     """True when the voice is not S2 (the CPU preview); shown in /health and the logs."""
     on_ready: Callable[[], None] | None
     """Called each time the engine becomes ready (at start, after a restart) to warm personas."""
+    max_concurrency: int
+    """Generations it serves at once in good time; the API queues briefly, then refuses (503)."""
+    max_text_chars: int
+    """Longest text handed to one `generate`; the API cuts longer input at clause ends first."""
 
     def health(self) -> tuple[Status, str | None]:
         """The engine's state and, when not ready, why."""

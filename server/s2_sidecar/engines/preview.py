@@ -46,9 +46,15 @@ class PreviewEngine:
     name = "preview"
     model = "piper/en_US-joe-medium"
     preview = True
+    max_text_chars = 150
+    """Piper keeps memory in proportion to its longest sentence (about 1.2 MB per character,
+    held by ONNX Runtime's arena, per worker): 150 characters is a long spoken sentence."""
 
     def __init__(self, metrics: Metrics, *, workers: int = 2) -> None:
         self.metrics = metrics
+        # Each worker thread synthesizes one sentence at a time; streams interleave by sentence,
+        # so twice the workers keep both busy while every admitted stream still starts promptly.
+        self.max_concurrency = 2 * workers
         self.on_ready: Callable[[], None] | None = None
         self._voice: PiperVoice | None = None
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="piper")

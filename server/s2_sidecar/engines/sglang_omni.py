@@ -176,6 +176,9 @@ class Launch:
 class SGLangOmniEngine:
     name = "sglang_omni"
     preview = False
+    max_text_chars = 500
+    """About 33 s of speech: within the 1024 tokens (about 47 s) of S2's default max_new_tokens
+    (`request_builders.py`), so no part is cut off."""
 
     def __init__(
         self, metrics: Metrics, launch: Launch | None = None, *, url: str | None = None
