@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from s2_plugin.audio import SampleAligner
+from s2_plugin.audio import AudioError, SampleAligner, StreamResampler, check_rate
 from s2_plugin.personas import Persona
 from s2_plugin.protocol import (
     DEFAULT_URL,
@@ -143,7 +143,9 @@ class S2Client:
         Every chunk holds whole samples.
         """
         try:
-            request = SpeechRequest(input=text, voice=voice, stream=True, **params)
+            request = SpeechRequest(
+                input=text, voice=voice, stream=True, response_format="pcm", **params
+            )
         except ValidationError as e:
             raise ValueError(describe(e)) from None
         body = request.model_dump(exclude_none=True)
@@ -153,12 +155,14 @@ class S2Client:
                 url, json=body, headers=self._headers, timeout=self._timeout
             ) as response:
                 await _raise_for_status(response)
-                rate = int(response.headers.get(HEADER_SAMPLE_RATE, SAMPLE_RATE))
-                if rate != SAMPLE_RATE:
-                    raise S2Error(f"server streams {rate} Hz; S2 audio must be {SAMPLE_RATE} Hz")
+                # Honour the rate that arrives (S2 servers send 44.1 kHz), so callers get S2's.
+                rate = _rate(response.headers.get(HEADER_SAMPLE_RATE))
+                resampler = StreamResampler(rate, SAMPLE_RATE)
                 async with contextlib.aclosing(read_pcm(response)) as chunks:
                     async for pcm in chunks:
-                        yield pcm
+                        yield resampler.process(pcm)
+                if tail := resampler.flush():
+                    yield tail
 
     async def synthesize(self, text: str, *, voice: str = DEFAULT_VOICE, **params: Any) -> bytes:
         """The whole of `text` as PCM, for callers that don't stream."""
@@ -171,7 +175,7 @@ class S2Client:
 
     async def list_voices(self) -> list[VoiceInfo]:
         data = await self._json("GET", VOICES_PATH)
-        return VoiceList.model_validate(data).voices
+        return VoiceList.model_validate(data).uploaded_voices
 
     async def get_voice(self, name: str) -> VoiceInfo | None:
         """The persona called `name`, or None if the sidecar has none."""
@@ -258,6 +262,13 @@ async def read_pcm(response: aiohttp.ClientResponse) -> AsyncGenerator[bytes, No
         raise
     if aligner.pending:
         raise S2ConnectionError("the stream ended inside a sample; the server broke off")
+
+
+def _rate(header: str | None) -> int:
+    try:
+        return check_rate(int(header)) if header is not None else SAMPLE_RATE
+    except (ValueError, AudioError) as e:
+        raise S2Error(f"the server sent unusable audio (X-Sample-Rate: {header}): {e}") from None
 
 
 async def _raise_for_status(response: aiohttp.ClientResponse) -> None:

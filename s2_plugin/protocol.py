@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from s2_plugin import tags
 from s2_plugin.personas import check_speakers, validate_cast
@@ -30,6 +38,7 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 SPEECH_PATH = "/v1/audio/speech"
 VOICES_PATH = "/v1/audio/voices"
+MODELS_PATH = "/v1/models"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 
@@ -41,19 +50,83 @@ HEADER_REQUEST_ID = "X-Request-Id"
 HEADER_ENGINE = "X-S2-Engine"
 
 
-class SpeechRequest(BaseModel):
-    """One synthesis request: text with inline tags, spoken by a registered persona."""
+ResponseFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
 
-    model_config = ConfigDict(extra="forbid")
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx"}
+    | {"sage", "shimmer", "verse"}
+)
+"""The voice names OpenAI's clients allow; the sidecar maps them to personas (`--voice-alias`)."""
+
+OPENAI_PCM_RATE = 24000
+"""OpenAI defines `pcm` as 24 kHz; its clients play it so whatever the server says."""
+
+# SGLang-Omni 0.1.9 fields for its other models: accepted by name, refused when set (S2 has
+# no such control), so that nothing a client asks for is silently dropped.
+_OTHER_MODELS = {
+    "task_type": "S2 has one task, voice cloning ('Base')",
+    "x_vector_only_mode": "it is a Qwen3-TTS mode",
+    "stream_codec_output": "the sidecar serves audio, not codec codes",
+    "suppress_bootstrap_silence": "it is for Qwen3-TTS",
+    "token_count": "it is MOSS-TTS's duration control",
+    "duration_tokens": "it is MOSS-TTS's duration control",
+    "initial_codec_chunk_frames": "the first chunk's size is set at launch (--stream-stride)",
+    "stage_params": "per-stage overrides are not exposed",
+}
+
+
+class SpeechReference(BaseModel):
+    """A voice reference inline in a request: SGLang-Omni 0.1.9's `SpeechReference` fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    data: str | None = Field(default=None, description="Base64 audio (with media_type).")
+    media_type: str | None = None
+    audio: str | None = Field(default=None, description="A data: URL or base64 audio.")
+    ref_audio: str | None = Field(default=None, description="Same as audio.")
+    text: str | None = Field(default=None, description="What the clip says.")
+    audio_path: str | None = Field(default=None, description="Refused: no local file reads.")
+    vq_codes: list[list[int]] | list[int] | None = Field(
+        default=None, description="Refused: no endpoint returns codes."
+    )
+
+
+class SpeechRequest(BaseModel):
+    """One synthesis request: OpenAI's and SGLang-Omni 0.1.9's `CreateSpeechRequest` fields.
+
+    Defaults are SGLang-Omni's (a WAV, not streamed). A field neither API has is refused, by
+    name; fields S2 cannot honour are refused with the reason (see the README, "Speech API").
+    Types are strict: `"stream": "yes"` is an error, not true.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True
+    )
 
     input: str = Field(description="Text to speak; inline tags such as [whisper] pass to S2.")
-    voice: str = Field(default=DEFAULT_VOICE, description="A persona registered on the sidecar.")
+    voice: str = Field(
+        default=DEFAULT_VOICE,
+        validation_alias=AliasChoices("voice", "speaker"),
+        description="A persona, an alias of one (OpenAI's names), or {'id': name}.",
+    )
     model: str | None = None
-    response_format: Literal["pcm", "wav"] = "pcm"
-    stream: bool = True
+    response_format: ResponseFormat = "wav"
+    stream: bool = False
+    stream_format: Literal["audio", "sse"] = "audio"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    instructions: str | None = Field(
+        default=None, description="Free-form style, sent to S2 as a tag: 'warm and slow'."
+    )
+    language: str | None = Field(default=None, description="S2 reads the language from the text.")
+    sample_rate: int | None = Field(
+        default=None, description="Sidecar extension: the rate of pcm/wav/mp3/aac/flac."
+    )
     style: str | None = Field(
         default=None, description="Overrides the persona's default style tag; '' for none."
     )
+    references: list[SpeechReference] | None = None
+    ref_audio: str | None = Field(default=None, description="A data: URL or base64 audio.")
+    ref_text: str | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, description="-1 or 1..30, as S2 accepts.")
@@ -66,6 +139,24 @@ class SpeechRequest(BaseModel):
         default=None,
         description="Personas speaking together, speaker 0 first; <|speaker:N|> picks the Nth.",
     )
+    task_type: str | None = None
+    x_vector_only_mode: bool | None = None
+    stream_codec_output: bool | None = None
+    suppress_bootstrap_silence: bool | None = None
+    token_count: int | None = None
+    duration_tokens: int | None = None
+    initial_codec_chunk_frames: int | None = None
+    stage_params: dict[str, dict[str, object]] | None = None
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_id(cls, value: object) -> object:
+        # OpenAI's SDK sends a custom voice as {"id": "voice_..."}.
+        if isinstance(value, dict):
+            if set(value) != {"id"}:
+                raise ValueError('voice must be a name or {"id": name}')
+            return value["id"]
+        return value
 
     @field_validator("input")
     @classmethod
@@ -79,7 +170,9 @@ class SpeechRequest(BaseModel):
             )
         tags.validate(value)
         if not tags.has_speech(value):
-            raise ValueError("input holds only tags; add words for the tags to act on")
+            if tags.find_tags(value):
+                raise ValueError("input holds only tags; add words for the tags to act on")
+            raise ValueError("input has no words to speak (symbols and punctuation say nothing)")
         return value
 
     @field_validator("top_k")
@@ -94,10 +187,45 @@ class SpeechRequest(BaseModel):
     def _check_cast(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else validate_cast(value)
 
+    @field_validator("speed")
+    @classmethod
+    def _check_speed(cls, value: float) -> float:
+        if value != 1.0:
+            raise ValueError(
+                "speed must be 1.0: S2 has no rate control that keeps the pitch; ask for a pace "
+                "in words instead, e.g. instructions='speaking slowly'"
+            )
+        return value
+
+    @field_validator("style", "instructions")
+    @classmethod
+    def _check_style(cls, value: str | None) -> str | None:
+        # Both become the style tag before the text: `warm` -> `[warm]` (or given as `[warm]`).
+        if value:
+            try:
+                tags.apply_style("Hello.", value)
+            except tags.TagError as e:
+                raise ValueError(f"{e}; it becomes a style tag: write a cue like 'warm'") from None
+        return value
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _check_rate(cls, value: int | None) -> int | None:
+        from s2_plugin.audio import SUPPORTED_RATES  # audio imports this module
+
+        if value is not None and value not in SUPPORTED_RATES:
+            rates = ", ".join(str(r) for r in SUPPORTED_RATES)
+            raise ValueError(f"sample_rate must be one of {rates}")
+        return value
+
     @model_validator(mode="after")
-    def _check_format(self) -> SpeechRequest:
-        if self.stream and self.response_format != "pcm":
-            raise ValueError("stream=true requires response_format='pcm'")
+    def _check_combinations(self) -> SpeechRequest:
+        for name, why in _OTHER_MODELS.items():
+            value = getattr(self, name)
+            if value not in (None, False) and not (name == "task_type" and value == "Base"):
+                raise ValueError(f"{name} is not supported for S2: {why}; leave it out")
+        if self.instructions is not None and self.style is not None:
+            raise ValueError("send style or instructions, not both: both set the style tag")
         if self.cast:
             if self.voice not in (DEFAULT_VOICE, self.cast[0]):
                 raise ValueError(
@@ -106,6 +234,11 @@ class SpeechRequest(BaseModel):
                 )
             check_speakers(self.input, self.cast)
         return self
+
+    @property
+    def style_tag(self) -> str | None:
+        """The style this request asks for: `style`, else `instructions`, else None."""
+        return self.style if self.style is not None else self.instructions
 
 
 class ErrorDetail(BaseModel):
@@ -133,7 +266,10 @@ class VoiceInfo(BaseModel):
 
 
 class VoiceList(BaseModel):
-    voices: list[VoiceInfo]
+    """`GET /v1/audio/voices`, in SGLang-Omni 0.1.9's shape (`serve/speech_voices.py`)."""
+
+    voices: list[str] = Field(description="Every voice name a request may use, aliases too.")
+    uploaded_voices: list[VoiceInfo] = Field(description="The personas, in full.")
 
 
 class Health(BaseModel):

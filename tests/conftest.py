@@ -1,8 +1,9 @@
 """Shared fixtures: the real sidecar, as a process, for every test that needs one.
 
 - `sidecar` (session): one preview-engine sidecar with the test persona `joe` registered from
-  `examples/personas/personas.toml`. Use `sidecar.url`, `sidecar.persona`, `sidecar.metrics()`
-  (see support/metrics.py), `sidecar.health()`, `sidecar.log()`. Don't restart or delete `joe`
+  `examples/personas/personas.toml`, which OpenAI's voice names `alloy` and `ash` stand for.
+  Use `sidecar.url`, `sidecar.persona`, `sidecar.metrics()` (see support/metrics.py),
+  `sidecar.health()`, `sidecar.log()`. Don't restart or delete `joe`
   on it: other tests share it.
 - `cast_sidecar` (session): a preview sidecar with the three-person test cast of
   support/cast.py (`ava`, `ben`, `cy`, told apart by pitch).
@@ -25,7 +26,8 @@ from support.sidecar import PERSONAS_TOML, SidecarProcess
 @pytest.fixture(scope="session")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
     root = tmp_path_factory.mktemp("sidecar")
-    with SidecarProcess(root / "store", personas=PERSONAS_TOML) as process:
+    aliases = ["--voice-alias", "alloy=joe", "--voice-alias", "ash=joe"]
+    with SidecarProcess(root / "store", personas=PERSONAS_TOML, args=aliases) as process:
         yield process
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -77,17 +78,56 @@ def test_sampling_ranges(field: str, value: float) -> None:
         SpeechRequest.model_validate({"input": "hi", field: value})
 
 
-def test_streaming_wav_is_rejected() -> None:
-    with pytest.raises(ValidationError, match="stream=true requires response_format='pcm'"):
-        SpeechRequest(input="hi", stream=True, response_format="wav")
-    assert SpeechRequest(input="hi", stream=False, response_format="wav").response_format == "wav"
+def test_defaults_are_sglang_omnis_and_any_format_may_stream() -> None:
+    req = SpeechRequest(input="hi")
+    assert (req.stream, req.response_format, req.stream_format) == (False, "wav", "audio")
+    assert SpeechRequest(input="hi", stream=True, response_format="mp3").stream
 
 
-@pytest.mark.parametrize("field", ["voices", "speed", "ref_audio"])
-def test_extra_fields_are_rejected(field: str) -> None:
-    """A typo, or an SGLang-Omni field this protocol does not carry, fails loudly."""
+def test_every_openai_and_sglang_omni_field_is_known() -> None:
+    ours = {
+        f.validation_alias.choices[0] if f.validation_alias else n  # type: ignore[union-attr]
+        for n, f in SpeechRequest.model_fields.items()
+    }
+    openai = {"model", "input", "voice", "response_format", "speed", "instructions"}
+    assert set(CreateSpeechRequest.model_fields) | openai | {"stream_format"} <= ours
+
+
+@pytest.mark.parametrize("field", ["voices", "speeds", "format"])
+def test_fields_neither_api_has_are_rejected_by_name(field: str) -> None:
     with pytest.raises(ValidationError, match=rf"{field}\n  Extra inputs are not permitted"):
         SpeechRequest.model_validate({"input": "hi", field: "x"})
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"speed": 1.5}, "speed must be 1.0"),
+        ({"stream": "yes"}, "valid boolean"),
+        ({"temperature": float("nan")}, "finite number"),
+        ({"style": "[bad"}, "never closed"),
+        ({"instructions": "warm]"}, "closes no tag"),
+        ({"task_type": "VoiceDesign"}, "task_type is not supported for S2"),
+        ({"stream_codec_output": True}, "not codec codes"),
+        ({"sample_rate": 11025}, "sample_rate must be one of"),
+        ({"style": "warm", "instructions": "calm"}, "not both"),
+        ({"voice": {"name": "x"}}, '{"id": name}'),
+    ],
+)
+def test_fields_s2_cannot_honour_say_why(fields: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        SpeechRequest.model_validate({"input": "hi", **fields})
+
+
+def test_openai_voice_object_and_sglang_speaker_name_the_voice() -> None:
+    assert SpeechRequest.model_validate({"input": "hi", "voice": {"id": "joe"}}).voice == "joe"
+    assert SpeechRequest.model_validate({"input": "hi", "speaker": "joe"}).voice == "joe"
+    assert SpeechRequest(input="hi", instructions="calm").style_tag == "calm"
+
+
+def test_emoji_only_input_is_not_called_tags() -> None:
+    with pytest.raises(ValidationError, match="no words to speak"):
+        SpeechRequest(input="\N{GRINNING FACE}\N{THUMBS UP SIGN}")
 
 
 FULL = SpeechRequest(
@@ -109,7 +149,7 @@ FULL = SpeechRequest(
     [
         FULL,
         SpeechRequest(input="Hi."),
-        SpeechRequest(input="Hi.", stream=False, response_format="wav", top_k=-1),
+        SpeechRequest(input="Hi.", stream=True, response_format="pcm", top_k=-1),
     ],
 )
 def test_sglang_omni_accepts_our_request(req: SpeechRequest) -> None:
@@ -121,11 +161,15 @@ def test_sglang_omni_accepts_our_request(req: SpeechRequest) -> None:
     assert {k: getattr(theirs, k) for k in payload} == payload
 
 
-def test_stream_and_format_are_always_sent() -> None:
-    """SGLang-Omni defaults to stream=false and WAV; ours are the opposite, so they must be
-    on the wire even when left at their defaults."""
-    theirs = CreateSpeechRequest.model_validate(wire(SpeechRequest(input="Hi.")))
-    assert (theirs.stream, theirs.response_format) == (True, "pcm")
+def test_defaults_match_sglang_omnis() -> None:
+    theirs = CreateSpeechRequest.model_validate({"input": "Hi."})
+    ours = SpeechRequest(input="Hi.")
+    assert (theirs.stream, theirs.response_format, theirs.speed, theirs.stream_format) == (
+        ours.stream,
+        ours.response_format,
+        ours.speed,
+        ours.stream_format,
+    )
 
 
 def test_style_stays_off_the_sglang_wire() -> None:

@@ -11,6 +11,8 @@ audio that just ends, or an error document inside the audio.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -23,7 +25,6 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from s2_plugin import segment, tags
-from s2_plugin.audio import wav_bytes
 from s2_plugin.personas import MAX_CLIP_BYTES
 from s2_plugin.protocol import (
     HEADER_ENGINE,
@@ -31,21 +32,27 @@ from s2_plugin.protocol import (
     HEADER_SAMPLE_RATE,
     HEALTH_PATH,
     METRICS_PATH,
+    MODELS_PATH,
+    OPENAI_PCM_RATE,
+    OPENAI_VOICES,
     SAMPLE_RATE,
     SPEECH_PATH,
     VOICES_PATH,
     ErrorBody,
     ErrorDetail,
     Health,
+    SpeechReference,
     SpeechRequest,
     VoiceList,
     describe,
 )
-from s2_sidecar import cast, studio
+from s2_sidecar import cast, encoders, studio
 from s2_sidecar.admission import Admission
+from s2_sidecar.encoders import Encoder
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import (
     BadRequest,
+    NotFound,
     RequestTimeout,
     SidecarError,
     TooLarge,
@@ -60,6 +67,8 @@ from s2_sidecar.store import PersonaStore, StoredPersona
 log = logging.getLogger(__name__)
 
 ENGINE = web.AppKey("engine", Engine)
+ALIASES = web.AppKey("aliases", dict[str, str])
+"""Voice names (OpenAI's, say) that stand for personas: {"alloy": "joe"}."""
 STORE = web.AppKey("store", PersonaStore)
 METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", Settings)
@@ -95,6 +104,7 @@ def create_app(
     metrics: Metrics | None = None,
     api_key: str | None = None,
     settings: Settings | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> web.Application:
     """The sidecar as an aiohttp app; starting it starts the engine, cleanup stops it."""
     middlewares = [_errors] + ([_auth(api_key)] if api_key else [])
@@ -106,6 +116,7 @@ def create_app(
     app[STORE] = store
     app[METRICS] = metrics
     app[SETTINGS] = settings
+    app[ALIASES] = dict(aliases or {})
     app[_STATE] = _State()
     queue = limit if settings.queue_size is None else settings.queue_size
     app[_ADMISSION] = Admission(limit, queue, settings.queue_wait, metrics)
@@ -118,6 +129,7 @@ def create_app(
             web.post(VOICES_PATH, upload_voice),
             web.get(VOICES_PATH + "/{name}", get_voice),
             web.delete(VOICES_PATH + "/{name}", delete_voice),
+            web.get(MODELS_PATH, list_models),
             web.get(HEALTH_PATH, health),
             web.get(METRICS_PATH, metrics_text),
         ]
@@ -142,17 +154,13 @@ async def _engine_running(app: web.Application) -> AsyncIterator[None]:
 
 
 async def speech(request: web.Request) -> web.StreamResponse:
-    """Stream raw PCM (`stream: true`) or return a WAV; headers go out with the first audio."""
+    """Speech in any format, streamed as it is generated; headers go out with the first audio."""
     app = request.app
     state, metrics = app[_STATE], app[METRICS]
     if state.draining:
         metrics.rejected.labels("draining").inc()
         raise Unavailable("the sidecar is shutting down; retry on another one", "draining")
-    body = await _json(request, app[SETTINGS].max_speech_body)
-    try:
-        req = SpeechRequest.model_validate(body)
-    except ValidationError as e:
-        raise BadRequest(describe(e), "invalid_request") from e
+    req = await _speech_request(request)
     engine = app[ENGINE]
     texts = segment.split(req.input, engine.max_text_chars)
     persona: StoredPersona | None
@@ -160,47 +168,76 @@ async def speech(request: web.Request) -> web.StreamResponse:
         reference = cast.resolve(app[STORE], req.cast)
         persona, parts = reference, [cast.for_cast(t, reference, req) for t in texts]
     else:
-        persona = _persona_for(app[STORE], req.voice)
-        style = req.style if req.style is not None else (persona.info.style if persona else None)
+        persona = await _voice(app, req)
+        style = req.style_tag
+        if style is None and persona is not None:
+            style = persona.info.style
         parts = [tags.apply_style(t, style) for t in texts]
     _require_ready(engine)
+    try:
+        encoder = Encoder(req.response_format, _rate(req))
+    except ValueError as e:
+        raise BadRequest(str(e), "invalid_sample_rate") from e
     async with app[_ADMISSION].slot():
-        return await _respond(request, parts, persona, req)
+        return await _respond(request, parts, persona, req, encoder)
+
+
+def _rate(req: SpeechRequest) -> int:
+    """The output rate. `pcm` has no header, so each kind of client gets the rate it assumes:
+    SGLang-Omni's streaming clients (`stream: true`) 44.1 kHz, as SGLang-Omni sends; OpenAI's
+    (which never send `stream`) 24 kHz, as OpenAI defines `pcm`. `sample_rate` overrides both,
+    and `X-Sample-Rate` always tells the truth."""
+    if req.response_format == "pcm" and req.sample_rate is None:
+        return SAMPLE_RATE if req.stream else OPENAI_PCM_RATE
+    return encoders.rate_for(req.response_format, req.sample_rate)
 
 
 async def _respond(
-    request: web.Request, parts: list[str], persona: StoredPersona | None, req: SpeechRequest
+    request: web.Request,
+    parts: list[str],
+    persona: StoredPersona | None,
+    req: SpeechRequest,
+    encoder: Encoder,
 ) -> web.StreamResponse:
     app = request.app
     engine, metrics, state = app[ENGINE], app[METRICS], app[_STATE]
     request_id = request.headers.get(HEADER_REQUEST_ID) or uuid.uuid4().hex
+    sse = req.stream_format == "sse"
     headers = {
-        HEADER_SAMPLE_RATE: str(SAMPLE_RATE),
+        HEADER_SAMPLE_RATE: str(encoder.rate),
         HEADER_REQUEST_ID: request_id,
         HEADER_ENGINE: engine.name,
+        "X-Channels": "1",
+        "Content-Type": "text/event-stream" if sse else encoder.content_type,
     }
+    if req.response_format in ("pcm", "wav"):
+        headers["X-Bit-Depth"] = "16"
     started = time.perf_counter()
     chunks = aiter(_generate(engine, parts, persona, req))
     metrics.active_streams.inc()
     state.streams[request_id] = started
     response: web.StreamResponse | None = None
     sent = 0
+    write_timeout = app[SETTINGS].write_timeout
     try:
         first = await anext(chunks, b"")  # an engine error here still becomes a JSON error
         metrics.ttfa.observe(time.perf_counter() - started)
-        if not req.stream:
-            pcm = first + b"".join([chunk async for chunk in chunks])
-            sent = len(pcm)
-            return web.Response(body=wav_bytes(pcm), content_type="audio/wav", headers=headers)
         response = web.StreamResponse(headers=headers)
-        response.content_type = "audio/pcm"
         await response.prepare(request)
-        write_timeout = app[SETTINGS].write_timeout
-        await _send(response, first, write_timeout)
-        sent = len(first)
-        async for chunk in chunks:
-            await _send(response, chunk, write_timeout)
-            sent += len(chunk)
+        pcm = first
+        while True:
+            sent += len(pcm)
+            data = encoder.encode(pcm) if pcm else b""
+            if data:
+                await _send(response, _sse_delta(data) if sse else data, write_timeout)
+            pcm = await anext(chunks, None)  # type: ignore[arg-type]
+            if pcm is None:
+                break
+        tail = encoder.finish()
+        if tail:
+            await _send(response, _sse_delta(tail) if sse else tail, write_timeout)
+        if sse:
+            await _send(response, _sse_done(), write_timeout)
         await response.write_eof()
         return response
     except (asyncio.CancelledError, ConnectionResetError):
@@ -221,6 +258,7 @@ async def _respond(
         return _cut(request, response, "engine_error")
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+        encoder.close()
         state.streams.pop(request_id, None)
         metrics.active_streams.dec()
         metrics.audio_seconds.inc(sent / 2 / SAMPLE_RATE)
@@ -237,6 +275,18 @@ async def _generate(
                 yield chunk
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def _sse_delta(audio: bytes) -> bytes:
+    """One SSE event of OpenAI's and SGLang-Omni's speech stream: a piece of the audio."""
+    event = {"type": "speech.audio.delta", "audio": base64.b64encode(audio).decode()}
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def _sse_done() -> bytes:
+    # No usage: the engines report no token counts (and LiveKit's client fails on a null).
+    event = {"type": "speech.audio.done", "finish_reason": "stop"}
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
 class _Stalled(Exception):
@@ -269,10 +319,83 @@ def in_flight(app: web.Application) -> list[str]:
     return list(app[_STATE].streams)
 
 
-def _persona_for(store: PersonaStore, voice: str) -> StoredPersona | None:
-    if voice == DEFAULT_VOICE:
-        return store.find(voice)
-    return store.get(voice)
+async def _speech_request(request: web.Request) -> SpeechRequest:
+    settings = request.app[SETTINGS]
+    raw = await _json_body(request, settings.max_reference_body)
+    if len(raw) > settings.max_speech_body and not any(k in raw for k in _REFERENCE_KEYS):
+        raise TooLarge(_too_large(len(raw), settings.max_speech_body), "body_too_large")
+    try:
+        return SpeechRequest.model_validate_json(raw)
+    except ValidationError as e:
+        if any(err["type"] == "json_invalid" for err in e.errors()):
+            raise BadRequest(f"the body is not valid JSON: {describe(e)}", "malformed_json") from e
+        raise BadRequest(describe(e), "invalid_request") from e
+
+
+_REFERENCE_KEYS = (b'"references"', b'"ref_audio"')
+"""Only a request that carries a reference clip may be larger than `max_speech_body`."""
+
+
+async def _voice(app: web.Application, req: SpeechRequest) -> StoredPersona | None:
+    """The persona to speak with: a clip sent inline, else the named (or aliased) persona."""
+    reference = _inline_reference(req)
+    if reference is not None:
+        audio, text = reference
+        return await asyncio.to_thread(app[STORE].inline, audio, text)
+    name = app[ALIASES].get(req.voice, req.voice)
+    if name == DEFAULT_VOICE:
+        return app[STORE].find(name)
+    persona = app[STORE].find(name)
+    if persona is None and name in OPENAI_VOICES:
+        raise NotFound(
+            f"{name!r} is an OpenAI voice name with no persona behind it on this sidecar; "
+            f"start it with --voice-alias {name}=PERSONA, or name a persona as the voice",
+            "unknown_voice",
+        )
+    return persona if persona is not None else app[STORE].get(name)
+
+
+def _inline_reference(req: SpeechRequest) -> tuple[bytes, str] | None:
+    """The clip and transcript of a reference sent in the request, if there is one."""
+    refs = list(req.references or [])
+    if req.ref_audio is not None:
+        refs.append(SpeechReference(audio=req.ref_audio, text=req.ref_text))
+    if not refs:
+        return None
+    if len(refs) > 1:
+        raise BadRequest(
+            "send one inline reference per request; register personas for several voices",
+            "too_many_references",
+        )
+    ref = refs[0]
+    if ref.vq_codes is not None:
+        raise BadRequest("vq_codes are not accepted; send the clip as base64", "invalid_reference")
+    value = ref.data or ref.audio or ref.ref_audio
+    if ref.audio_path is not None or (value and value.startswith(_NOT_INLINE)):
+        raise BadRequest(
+            "references by path or URL are refused: the sidecar reads no local files and fetches "
+            "nothing for a client; send the clip inline as base64 (data or a data: URL), or "
+            "register it once (POST /v1/audio/voices)",
+            "reference_not_inline",
+        )
+    if not value:
+        raise BadRequest("the reference has no audio; send it as base64 in 'data'", "no_audio")
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    try:
+        audio = base64.b64decode(value, validate=True)
+    except binascii.Error as e:
+        raise BadRequest(f"the reference is not valid base64 ({e})", "invalid_reference") from e
+    text = ref.text or req.ref_text
+    if not text:
+        raise BadRequest(
+            "the reference needs its transcript ('text', or 'ref_text'): what the clip says",
+            "invalid_reference",
+        )
+    return audio, text
+
+
+_NOT_INLINE = ("/", "file:", "http:", "https:", "s3:", "gs:")
 
 
 def _require_ready(engine: Engine) -> None:
@@ -285,7 +408,17 @@ def _require_ready(engine: Engine) -> None:
 
 
 async def list_voices(request: web.Request) -> web.Response:
-    return _model_response(VoiceList(voices=request.app[STORE].list()))
+    personas = request.app[STORE].list()
+    aliases: dict[str, str] = request.app[ALIASES]
+    names = {p.name for p in personas} | aliases.keys()
+    return _model_response(VoiceList(voices=sorted(names), uploaded_voices=personas))
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """`GET /v1/models` in OpenAI's shape: the one model this sidecar serves."""
+    engine = request.app[ENGINE]
+    model = {"id": engine.model, "object": "model", "created": 0, "owned_by": engine.name}
+    return web.json_response({"object": "list", "data": [model]})
 
 
 async def get_voice(request: web.Request) -> web.Response:
@@ -298,7 +431,11 @@ async def delete_voice(request: web.Request) -> web.Response:
 
 
 async def upload_voice(request: web.Request) -> web.Response:
-    """Multipart fields: name, audio (file), transcript, style (optional), replace (optional)."""
+    """Multipart fields: name, audio (file), transcript, style (optional), replace (optional).
+
+    SGLang-Omni's names work too: `audio_sample` for audio, `ref_text` for transcript;
+    its `consent` and `speaker_description` are accepted and logged, not stored.
+    """
     if request.content_type != "multipart/form-data":
         raise UnsupportedMedia(
             f"send personas as multipart/form-data, not {request.content_type!r}",
@@ -312,7 +449,15 @@ async def upload_voice(request: web.Request) -> web.Response:
             f"the upload took longer than {request.app[SETTINGS].body_timeout:g} s to arrive",
             "body_timeout",
         ) from e
-    audio = form.get("audio")
+    except (ValueError, AssertionError, KeyError, LookupError) as e:
+        # aiohttp's multipart reader: no boundary, a part without a name, bytes that are not
+        # text in a text field, an unknown charset.
+        raise BadRequest(
+            f"the multipart form could not be read ({type(e).__name__}: {e}); send "
+            "multipart/form-data with a boundary, a name on every part and UTF-8 text fields",
+            "malformed_form",
+        ) from e
+    audio = form.get("audio", form.get("audio_sample"))
     if isinstance(audio, web.FileField):
         data = audio.file.read()
     elif isinstance(audio, str | bytes) and audio:
@@ -331,16 +476,24 @@ async def upload_voice(request: web.Request) -> web.Response:
             app[STORE].register,
             _field(form, "name"),
             data,
-            _field(form, "transcript"),
+            _field(form, "transcript") or _field(form, "ref_text"),
             _field(form, "style") or None,
             replace=_field(form, "replace").lower() in ("1", "true", "yes"),
         )
     if changed:
-        log.info("registered persona %s (%.1f s)", persona.name, persona.info.duration_s)
+        log.info(
+            "registered persona %s (%.1f s)%s",
+            persona.name,
+            persona.info.duration_s,
+            "".join(f"; {k}: {_field(form, k)!r}" for k in _LOGGED_FIELDS if _field(form, k)),
+        )
         for warning in persona.info.warnings:
             log.warning("persona %s: %s", persona.name, warning)
         _spawn(app, _warm(app, persona))
     return _model_response(persona.info, status=201 if changed else 200)
+
+
+_LOGGED_FIELDS = ("consent", "speaker_description")
 
 
 def _field(form: object, name: str) -> str:
@@ -403,17 +556,23 @@ async def metrics_text(request: web.Request) -> web.Response:
 # --- plumbing ------------------------------------------------------------------------------
 
 
-async def _json(request: web.Request, limit: int) -> object:
+async def _json_body(request: web.Request, limit: int) -> bytes:
+    """A JSON request's raw body as UTF-8, within `limit` bytes."""
     if request.content_type != "application/json":
         raise UnsupportedMedia(
             f"send the request as application/json, not {request.content_type!r}",
             "unsupported_media_type",
         )
     raw = await _body(request, limit)
+    charset = (request.charset or "utf-8").lower()
+    if charset in ("utf-8", "utf8"):
+        return raw
     try:
-        return json.loads(raw.decode(request.charset or "utf-8"))
-    except (ValueError, UnicodeDecodeError, LookupError) as e:
-        raise BadRequest(f"the body is not valid JSON ({e}); fix the JSON", "malformed_json") from e
+        return raw.decode(charset).encode()
+    except LookupError as e:
+        raise BadRequest(f"unknown charset {charset!r}; send UTF-8", "bad_charset") from e
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"the body is not valid {charset} ({e})", "bad_charset") from e
 
 
 async def _body(request: web.Request, limit: int) -> bytes:

@@ -79,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"visible in `ps` to every user: prefer ${API_KEY_ENV} or --api-key-file",
     )
     serve.add_argument("--api-key-file", type=Path, help="a file holding the API key")
+    serve.add_argument(
+        "--voice-alias",
+        action="append",
+        default=[],
+        metavar="NAME=PERSONA",
+        help="a voice name that stands for a persona, e.g. alloy=joe (OpenAI's clients send "
+        "only OpenAI's voice names); repeatable",
+    )
     lim = serve.add_argument_group("limits (see the README, 'Limits and timeouts')")
     d = Settings()
     for flag, kind, default, what in (
@@ -196,12 +204,29 @@ def _serve(args: argparse.Namespace) -> int:
         queue_wait=args.queue_wait,
         drain_timeout=args.drain_timeout,
     )
-    app = create_app(engine, store, metrics=metrics, api_key=args.api_key, settings=settings)
+    app = create_app(
+        engine,
+        store,
+        metrics=metrics,
+        api_key=args.api_key,
+        settings=settings,
+        aliases=_aliases(args.voice_alias),
+    )
     asyncio.run(serve(app, args.host, args.port, settings))
     return 0
 
 
 MIN_KEY_CHARS = 16
+
+
+def _aliases(pairs: list[str]) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, persona = pair.partition("=")
+        if not sep or not name.strip() or not persona.strip():
+            raise UsageError(f"--voice-alias {pair!r}: write it as NAME=PERSONA, e.g. alloy=joe")
+        aliases[name.strip()] = persona.strip()
+    return aliases
 
 
 def _api_key(args: argparse.Namespace) -> str | None:

@@ -70,6 +70,11 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
         )
     if not len(x):
         raise BadRequest("the clip holds no samples; upload a recording", "audio_empty")
+    if not np.isfinite(x).all():
+        raise BadRequest(
+            "the clip holds NaN or infinite samples (a broken float WAV); export it again",
+            "audio_not_finite",
+        )
     return x.mean(axis=1), rate
 
 
@@ -81,6 +86,8 @@ def _wav_missing_bytes(data: bytes) -> int:
     while pos + 8 <= len(data):
         chunk, size = struct.unpack_from("<4sI", data, pos)
         if chunk == b"data":
+            if size == 0xFFFFFFFF:  # "unknown length", as ffmpeg writes to a pipe: read to the end
+                return 0
             return max(0, int(pos + 8 + size - len(data)))
         pos += 8 + size + size % 2
     return 0

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from s2_plugin import tags
 from s2_plugin.personas import Persona, PersonaError, content_hash
 from s2_plugin.protocol import VoiceInfo
 from s2_plugin.tags import TagError
@@ -29,6 +30,10 @@ from s2_sidecar.errors import BadRequest, Conflict, NotFound
 log = logging.getLogger(__name__)
 
 _TMP_PREFIX = ".tmp-"
+INLINE_DIR = "inline"
+"""Where clips sent inline live (content-named), so an engine can read them by path."""
+MAX_INLINE = 64
+"""Inline clips kept; the least recently used beyond this are removed."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class PersonaStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._personas: dict[str, StoredPersona] = {}
+        self._inline: dict[str, StoredPersona] = {}
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -63,10 +69,11 @@ class PersonaStore:
         for meta in sorted(self.root.glob("*.json")):
             try:
                 info = VoiceInfo.model_validate_json(meta.read_bytes())
+                _check_text(info.transcript, info.style)  # stored before styles were checked
                 path = self._clip_path(info)
                 wav = path.read_bytes()
-            except (OSError, ValueError) as e:
-                log.error("skipping persona %s: %s", meta.name, e)
+            except (OSError, ValueError, BadRequest) as e:
+                log.error("skipping persona %s (register it again): %s", meta.name, e)
                 continue
             loaded[info.name] = StoredPersona(info, wav, path)
         keep = {self._clip_path(p.info).name for p in loaded.values()}
@@ -146,6 +153,37 @@ class PersonaStore:
             self._clip_path(previous.info).unlink(missing_ok=True)
         return persona, True
 
+    def inline(self, audio: bytes, transcript: str) -> StoredPersona:
+        """A voice for one request (a reference sent inline): validated like a registration,
+        not listed, kept by content hash so repeats send the same bytes (and hit the caches)."""
+        transcript = transcript.strip()
+        digest = content_hash(audio, transcript, None)
+        name = f"inline-{digest[:16]}"
+        with self._lock:
+            cached = self._inline.pop(digest, None)
+            if cached is not None:
+                self._inline[digest] = cached  # most recently used last
+                return cached
+        _check_fields(name, audio, transcript, None)
+        clip = clips.prepare(audio)
+        info = VoiceInfo(
+            name=name,
+            transcript=transcript,
+            sha256=digest,
+            duration_s=round(clip.duration_s, 3),
+            warnings=clip.warnings,
+        )
+        folder = self.root / INLINE_DIR
+        persona = StoredPersona(info, clip.wav(), folder / f"{digest[:16]}.wav")
+        with self._lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._write(persona.path, persona.wav)
+            self._inline[digest] = persona
+            while len(self._inline) > MAX_INLINE:
+                evicted = self._inline.pop(next(iter(self._inline)))
+                evicted.path.unlink(missing_ok=True)
+        return persona
+
     def delete(self, name: str) -> None:
         persona = self.get(name)
         with self._lock:
@@ -177,6 +215,21 @@ def _check_fields(name: str, audio: bytes, transcript: str, style: str | None) -
         Persona(name=name, clip=audio, transcript=transcript, style=style).clip_bytes()
     except (PersonaError, TagError) as e:
         raise BadRequest(str(e), "invalid_persona") from e
+    _check_text(transcript, style)
+
+
+def _check_text(transcript: str, style: str | None) -> None:
+    """Transcript and style as every request will use them: balanced tags, no control chars."""
+    try:
+        tags.validate(transcript)
+    except TagError as e:
+        raise BadRequest(f"the transcript: {e}", "invalid_persona") from e
+    try:
+        tags.apply_style("Hello.", style)
+    except TagError as e:
+        raise BadRequest(
+            f"the style {style!r}: {e}; give a cue such as 'warm' or '[warm]'", "invalid_persona"
+        ) from e
 
 
 def _fsync_dir(path: Path) -> None:

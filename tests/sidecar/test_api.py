@@ -98,7 +98,10 @@ async def test_streams_pcm_at_44k_with_headers_and_recognisable_words(
 ) -> None:
     async with (
         aiohttp.ClientSession() as s,
-        s.post(sidecar.url + "/v1/audio/speech", json={"input": SENTENCE, "voice": "joe"}) as r,
+        s.post(
+            sidecar.url + "/v1/audio/speech",
+            json={"input": SENTENCE, "voice": "joe", "stream": True, "response_format": "pcm"},
+        ) as r,
     ):
         assert r.status == 200
         assert r.headers["X-Sample-Rate"] == "44100"
@@ -121,7 +124,7 @@ async def test_client_streams_in_chunks_and_tags_are_not_spoken(sidecar: Sidecar
 
 
 async def test_wav_when_not_streaming(sidecar: SidecarProcess) -> None:
-    body = {"input": SENTENCE, "stream": False, "response_format": "wav"}
+    body = {"input": SENTENCE}
     async with (
         aiohttp.ClientSession() as s,
         s.post(sidecar.url + "/v1/audio/speech", json=body) as r,
@@ -150,7 +153,10 @@ async def test_disconnect_stops_engine_work(sidecar: SidecarProcess) -> None:
         await wait_for("s2_engine_busy", lambda v: v == 0, 30)  # start-up warm-ups done
         await wait_for("s2_active_streams", lambda v: v == 0, 30)  # earlier tests' streams too
         cancelled = await metric("s2_streams_cancelled_total")
-        response = await s.post(sidecar.url + "/v1/audio/speech", json={"input": LONG_TEXT})
+        response = await s.post(
+            sidecar.url + "/v1/audio/speech",
+            json={"input": LONG_TEXT, "stream": True, "response_format": "pcm"},
+        )
         await response.content.readany()  # "Hello." has arrived; the long sentence is underway
         await wait_for("s2_engine_busy", lambda v: v >= 1, 5)
         response.close()  # hang up
@@ -240,8 +246,26 @@ async def test_personas_persist_across_restart(make_sidecar) -> None:  # type: i
         ({"input": "a" * (MAX_INPUT_CHARS + 1)}, 400, "invalid_request", "split"),
         ({"input": "Hello [whisper there"}, 400, "invalid_request", "never closed"),
         ({"input": "Hello", "voice": "nobody"}, 404, "unknown_voice", "register"),
-        ({"input": "Hello", "stream": True, "response_format": "wav"}, 400, None, "pcm"),
         ({"input": "Hello", "colour": "blue"}, 400, "invalid_request", "colour"),
+        # Each of these was a 500 with a traceback (issue 11).
+        ({"input": "Hello", "style": "[bad"}, 400, "invalid_request", "never closed"),
+        ({"input": "Hello", "temperature": float("nan")}, 400, "invalid_request", "finite"),
+        ({"input": "\N{GRINNING FACE}"}, 400, "invalid_request", "no words to speak"),
+        ({"input": "Hello", "stream": "yes"}, 400, "invalid_request", "boolean"),
+        ({"input": "Hello", "speed": 2.0}, 400, "invalid_request", "speed must be 1.0"),
+        ({"input": "Hello", "voice": "nova"}, 404, "unknown_voice", "--voice-alias nova="),
+        (
+            {"input": "Hi", "ref_audio": "/etc/passwd", "ref_text": "x"},
+            400,
+            "reference_not_inline",
+            "reads no local files",
+        ),
+        (
+            {"input": "Hi", "references": [{"audio_path": "https://example.com/a.wav"}]},
+            400,
+            "reference_not_inline",
+            "fetches nothing",
+        ),
     ],
 )
 async def test_bad_speech_requests(
@@ -254,11 +278,23 @@ async def test_bad_speech_requests(
         assert error["error"]["code"] == code  # type: ignore[index]
 
 
-async def test_malformed_json(sidecar: SidecarProcess) -> None:
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        (b'{"input": "Hello",', "application/json"),
+        (b"[" * 60_000, "application/json"),  # deep nesting, under the 64 KiB body limit
+        (b'{"input": "\\ud800 Hello"}', "application/json"),
+        (b'{"input": "Hello"}', "application/json; charset=bogus"),
+        (b'{"input": "\xff\xfe Hello"}', "application/json"),
+    ],
+    ids=["cut-short", "60k-brackets", "lone-surrogate", "bogus-charset", "not-utf8"],
+)
+async def test_malformed_json(sidecar: SidecarProcess, data: bytes, content_type: str) -> None:
     status, error = await post_speech(
-        sidecar.url, data=b'{"input": "Hello",', headers={"Content-Type": "application/json"}
+        sidecar.url, data=data, headers={"Content-Type": content_type}
     )
-    assert status == 400 and error["error"]["code"] == "malformed_json"  # type: ignore[index]
+    assert status == 400, error
+    assert error["error"]["code"] in ("malformed_json", "bad_charset")  # type: ignore[index]
 
 
 async def test_wrong_content_type(sidecar: SidecarProcess) -> None:
@@ -268,6 +304,14 @@ async def test_wrong_content_type(sidecar: SidecarProcess) -> None:
 
 def _silent() -> bytes:
     return wav_bytes(bytes(2 * 22050 * 12), 22050)
+
+
+def _nan_wav() -> bytes:
+    x = np.sin(np.arange(22050 * 12) / 10).astype(np.float32)
+    x[1000] = np.nan
+    buf = io.BytesIO()
+    sf.write(buf, x, 22050, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
 
 
 def _truncated() -> bytes:
@@ -308,6 +352,28 @@ def _truncated() -> bytes:
             400,
             "invalid_persona",
         ),
+        # Each of these registered (201), then every request for it was a 500 (issue 11).
+        (
+            {"name": "s1", "audio": tone(12), "transcript": "x", "style": "[bad"},
+            400,
+            "invalid_persona",
+        ),
+        (
+            {"name": "s2", "audio": tone(12), "transcript": "x", "style": "warm]"},
+            400,
+            "invalid_persona",
+        ),
+        (
+            {"name": "s3", "audio": tone(12), "transcript": "x", "style": "[[warm"},
+            400,
+            "invalid_persona",
+        ),
+        (
+            {"name": "t1", "audio": tone(12), "transcript": "[bad transcript"},
+            400,
+            "invalid_persona",
+        ),
+        ({"name": "nan", "audio": _nan_wav(), "transcript": "x"}, 400, "audio_not_finite"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -322,6 +388,49 @@ async def test_bad_uploads_store_nothing(
         assert error["error"]["message"]
         assert await client.list_voices() == voices_before
     assert store_files(sidecar) == files_before
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"--x\r\n\r\nhello\r\n--x--\r\n", "multipart/form-data"),
+        (
+            b"--x\r\nContent-Disposition: form-data\r\n\r\nhello\r\n--x--\r\n",
+            "multipart/form-data; boundary=x",
+        ),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="transcript"\r\n\r\n\xff\xfe\x00'
+            b"\r\n--x--\r\n",
+            "multipart/form-data; boundary=x",
+        ),
+    ],
+    ids=["no-boundary", "nameless-part", "binary-text-field"],
+)
+async def test_malformed_forms_are_a_400(
+    sidecar: SidecarProcess, body: bytes, content_type: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            sidecar.url + "/v1/audio/voices", data=body, headers={"Content-Type": content_type}
+        ) as r,
+    ):
+        error = await r.json()
+    assert r.status == 400, error
+    assert error["error"]["code"] in ("malformed_form", "missing_audio", "invalid_transcript")
+
+
+async def test_a_piped_wav_of_unknown_length_registers(sidecar: SidecarProcess) -> None:
+    """ffmpeg writes 0xFFFFFFFF as the data size to a pipe; the clip is read to its end."""
+    clip = bytearray(tone(12))
+    clip[40:44] = b"\xff\xff\xff\xff"
+    status, info = await upload(
+        sidecar.url, {"name": "piped", "audio": bytes(clip), "transcript": "x"}
+    )
+    assert status == 201, info
+    assert 11 < float(info["duration_s"]) < 13  # type: ignore[arg-type]
+    async with S2Client(sidecar.url) as client:
+        await client.delete_voice("piped")
 
 
 async def test_upload_needs_multipart(sidecar: SidecarProcess) -> None:
@@ -360,7 +469,7 @@ async def test_api_key_required_and_checked(make_sidecar, tmp_path: Path) -> Non
         assert len(await client.synthesize("Hello.")) > 0
 
 
-async def test_an_engine_failure_mid_stream_breaks_the_stream(make_sidecar) -> None:  # type: ignore[no-untyped-def]
+async def test_an_engine_failure_mid_stream_breaks_the_stream(make_sidecar, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Once audio flows, a failure cuts the connection: no JSON lands inside the audio."""
     port = free_port()
     standin = Path(__file__).resolve().parents[1] / "support" / "sglang_standin.py"
@@ -368,6 +477,7 @@ async def test_an_engine_failure_mid_stream_breaks_the_stream(make_sidecar) -> N
         "--sglang-command", shlex.join([sys.executable, str(standin)]),
         "--sglang-port", str(port),
         "--sglang-backoff", "0.2",
+        "--model-path", str(tmp_path),  # a local model directory: nothing to download
     ]  # fmt: skip
     process: SidecarProcess = make_sidecar(engine="sglang_omni", args=args)
     async with aiohttp.ClientSession() as s:
