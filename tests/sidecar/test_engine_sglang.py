@@ -222,17 +222,22 @@ async def test_a_wedged_process_is_killed_and_relaunched(
     assert sidecar.metrics()["s2_engine_restarts_total"] == restarts + 1
 
 
-async def test_the_style_tag_counts_toward_the_4096_character_limit(
+async def test_a_long_styled_input_is_cut_before_sglang_omni(
     s2: tuple[SidecarProcess, Upstream], upstream: Upstream
 ) -> None:
+    """Past what one generation holds, the sidecar cuts the text (between words here: there is
+    no sentence end) and sends the parts in order, each with the style tag; nothing is lost."""
     sidecar, _ = s2
     before = len(await upstream.raw_bodies())
-    text = "word " * 818 + "end."  # 4094 characters: fits alone, not after "[calm] "
+    text = "word " * 818 + "end."  # 4094 characters, 819 words
     async with S2Client(sidecar.url) as client:
-        with pytest.raises(S2StatusError) as e:
-            await client.synthesize(text, voice="joe", style="calm")
-    assert (e.value.status, e.value.code) == (400, "input_too_long")
-    assert len(await upstream.raw_bodies()) == before  # refused before SGLang-Omni saw it
+        assert await client.synthesize(text, voice="joe", style="calm")
+    inputs = [json.loads(raw)["input"] for raw in (await upstream.raw_bodies())[before:]]
+    limit = SGLangOmniEngine.max_text_chars
+    assert len(inputs) >= len(text) // limit
+    assert all(i.startswith("[calm] ") and len(i) <= limit + len("[calm] ") for i in inputs)
+    words = " ".join(i.removeprefix("[calm] ") for i in inputs).split()
+    assert words == text.split()
 
 
 async def test_a_negative_seed_is_refused_as_0_1_9_refuses_it(
