@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
 
@@ -97,3 +100,26 @@ def test_narrate_refuses_bad_scripts_and_casts_and_leaves_no_file(
         assert not out.exists()
     done = cli("narrate", str(script), "--cast", "ava", "-o", str(tmp_path / "x.aiff"))
     assert done.returncode == 2 and "name the output *.wav or *.flac" in done.stderr
+
+
+def test_a_blank_api_key_is_refused(tmp_path: Path) -> None:
+    done = cli(
+        "serve", "--engine", "preview", "--store", str(tmp_path), env={"S2_SIDECAR_API_KEY": " "}
+    )
+    assert done.returncode == 2 and "is blank" in done.stderr
+
+
+def test_the_api_key_can_come_from_a_file(make_sidecar, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    key = tmp_path / "key"
+    key.write_text("a-key-kept-out-of-ps-1234\n")
+    process: SidecarProcess = make_sidecar(args=["--api-key-file", str(key)])
+    url = process.url + "/v1/audio/voices"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url, timeout=10)
+    assert e.value.code == 401
+    request = urllib.request.Request(
+        url, headers={"Authorization": "Bearer a-key-kept-out-of-ps-1234"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.status == 200
+    assert "visible to every user" not in process.log()  # no warning: the key is not in argv
