@@ -224,18 +224,18 @@ async def _respond(
         metrics.ttfa.observe(time.perf_counter() - started)
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
-        pcm = first
-        while True:
-            sent += len(pcm)
-            data = encoder.encode(pcm) if pcm else b""
+
+        async def emit(data: bytes) -> None:
+            assert response is not None
             if data:
                 await _send(response, _sse_delta(data) if sse else data, write_timeout)
-            pcm = await anext(chunks, None)  # type: ignore[arg-type]
-            if pcm is None:
-                break
-        tail = encoder.finish()
-        if tail:
-            await _send(response, _sse_delta(tail) if sse else tail, write_timeout)
+
+        await emit(encoder.encode(first))
+        sent = len(first)
+        async for pcm in chunks:
+            await emit(encoder.encode(pcm))
+            sent += len(pcm)
+        await emit(encoder.finish())
         if sse:
             await _send(response, _sse_done(), write_timeout)
         await response.write_eof()
