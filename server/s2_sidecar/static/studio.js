@@ -114,7 +114,7 @@ async function pollHealth() {
 async function loadVoices() {
   const error = $("#personas-error");
   try {
-    voices = (await (await api(VOICES)).json()).voices;
+    voices = (await (await api(VOICES)).json()).uploaded_voices; // SGLang-Omni's list shape: names in "voices"
   } catch (e) {
     if (e.status !== 401) showError(error, e); // a refused key is shown by the key field
     return false;
