@@ -21,7 +21,7 @@ from typing import Any
 from s2_plugin import tags
 from s2_plugin.client import S2Client
 from s2_plugin.personas import validate_cast
-from s2_plugin.segment import Segmenter
+from s2_plugin.segment import split
 
 PART_CHARS = 400
 """Characters per generation: about 27 s of speech, well inside S2's default budget of 1024
@@ -86,7 +86,8 @@ def parse(script: str, cast: Sequence[str]) -> list[Turn]:
 def parts(turns: Sequence[Turn], max_chars: int = PART_CHARS) -> list[Part]:
     """Pack `turns` in order into parts of at most `max_chars` (a sentence longer than that is
     cut by the segmenter's own rules)."""
-    pieces = [Turn(t.speaker, s) for t in turns for s in _sentences(t.text, max_chars)]
+    # The sidecar's own cut for long text: sentence ends first, then clauses, then words.
+    pieces = [Turn(t.speaker, s) for t in turns for s in split(t.text, max_chars)]
     out: list[Part] = []
     held: list[Turn] = []
     for piece in pieces:
@@ -97,13 +98,6 @@ def parts(turns: Sequence[Turn], max_chars: int = PART_CHARS) -> list[Part]:
     if held:
         out.append(Part(len(out), _render(held), tuple(_merge(held))))
     return out
-
-
-def _sentences(text: str, max_chars: int) -> list[str]:
-    if len(text) <= max_chars:
-        return [text]
-    segmenter = Segmenter(max_chars=max_chars, eager_chars=0)
-    return [s.text for s in segmenter.push(text) + segmenter.flush()]
 
 
 def _merge(pieces: list[Turn]) -> list[Turn]:
