@@ -225,17 +225,24 @@ async def _respond(
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
 
-        async def emit(data: bytes) -> None:
+        async def send(data: bytes) -> None:
             assert response is not None
             if data:
                 await _send(response, _sse_delta(data) if sse else data, write_timeout)
 
-        await emit(encoder.encode(first))
+        async def emit(pcm: bytes) -> None:
+            # A compressing encoder takes 10-30 ms per second of audio: fed a whole sentence
+            # at once it would hold the first bytes back for that long, so feed it in slices.
+            step = len(pcm) if encoder.format in ("pcm", "wav") else _ENCODE_SLICE
+            for i in range(0, len(pcm), step or 1):
+                await send(encoder.encode(pcm[i : i + step]))
+
+        await emit(first)
         sent = len(first)
         async for pcm in chunks:
-            await emit(encoder.encode(pcm))
+            await emit(pcm)
             sent += len(pcm)
-        await emit(encoder.finish())
+        await send(encoder.finish())
         if sse:
             await _send(response, _sse_done(), write_timeout)
         await response.write_eof()
@@ -287,6 +294,10 @@ def _sse_done() -> bytes:
     # No usage: the engines report no token counts (and LiveKit's client fails on a null).
     event = {"type": "speech.audio.done", "finish_reason": "stop"}
     return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+_ENCODE_SLICE = 4096 * 2
+"""Bytes of PCM (4096 samples, 93 ms) a compressing encoder gets at a time."""
 
 
 class _Stalled(Exception):
