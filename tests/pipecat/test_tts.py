@@ -209,7 +209,8 @@ async def test_interruption_stops_the_reply_and_its_requests(sidecar: SidecarPro
         down, up = await run.script(
             [
                 *llm_reply(long_reply, 8)[:-1],  # the LLM is cut off: no end of response
-                lambda: run.seen(TTSTextFrame),  # the first segment has played
+                # The first segment has played: its audio and then its text reached the sink.
+                lambda: run.until(lambda: bool(audio(run.down)) and bool(texts(run.down))),
                 InterruptionFrame(),
                 TTSSpeakFrame("Sorry, go ahead."),
             ]
@@ -219,7 +220,10 @@ async def test_interruption_stops_the_reply_and_its_requests(sidecar: SidecarPro
     assert errors(up) == []
     cut = index(down, InterruptionFrame)
     reply_id = next(f.context_id for f in down if isinstance(f, TTSAudioRawFrame))
-    assert audio(down[:cut], reply_id), "the reply was playing when interrupted"
+    assert audio(down[:cut], reply_id), (
+        "the reply was playing when interrupted",
+        [(type(f).__name__, getattr(f, "context_id", None)) for f in down],
+    )
     assert not audio(down[cut:], reply_id), "audio of the interrupted reply after the interruption"
     # The reply was not played to its end, and the speak frame after it was.
     assert " ".join(texts(down[:cut])) in long_reply and texts(down[:cut]) != []

@@ -24,4 +24,7 @@ class Metrics:
         )
 
     def __getitem__(self, name: str) -> float:
+        # A Prometheus selector here would match no sample and read 0: an assert that can't fail.
+        if "{" in name:
+            raise KeyError(f"{name!r}: pass labels to value(name, label=...) instead")
         return self.value(name)
