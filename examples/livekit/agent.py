@@ -16,32 +16,32 @@ import os
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, cli, inference
 from livekit.plugins import s2
 
-from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL
 
-INSTRUCTIONS = (
-    "You are a friendly voice assistant. Answer in one to three short spoken sentences.\n\n"
-    + tag_guide()
-)
+INSTRUCTIONS = "You are a friendly voice assistant. Answer in one to three short spoken sentences."
 
 server = AgentServer()
 
 
 @server.rtc_session()
 async def entrypoint(ctx: JobContext) -> None:
+    voice = s2.TTS(
+        persona=os.environ.get("S2_PERSONA", "joe"),
+        base_url=os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
+        api_key=os.environ.get("S2_SIDECAR_API_KEY"),
+    )
     session = AgentSession(
         stt=inference.STT(os.environ.get("S2_STT_MODEL", "deepgram/nova-3")),
         llm=inference.LLM(os.environ.get("S2_LLM_MODEL", "openai/gpt-4.1-mini")),
-        tts=s2.TTS(
-            persona=os.environ.get("S2_PERSONA", "joe"),
-            base_url=os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
-            api_key=os.environ.get("S2_SIDECAR_API_KEY"),
-        ),
+        tts=voice,
         vad=inference.VAD(),
         # Transcripts and chat history from what was spoken: the words, not the [cues].
         use_tts_aligned_transcript=True,
     )
-    await session.start(agent=Agent(instructions=INSTRUCTIONS), room=ctx.room)
+    # The TTS's markup hook teaches the LLM its tags (LiveKit 1.8.9 injects it by itself only
+    # for inference.TTS, not for a plugin that streams natively).
+    instructions = f"{INSTRUCTIONS}\n\n{voice.markup.llm_instructions()}"
+    await session.start(agent=Agent(instructions=instructions), room=ctx.room)
     await session.generate_reply(instructions="Greet the user in one sentence.")
 
 

@@ -18,7 +18,6 @@ from livekit import rtc
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, cli, inference
 from livekit.plugins import s2
 
-from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL
 
 AGENT_NAME = "s2-phone-agent"
@@ -26,7 +25,7 @@ AGENT_NAME = "s2-phone-agent"
 
 INSTRUCTIONS = (
     "You answer the phone for a small dental clinic. Speak in short sentences, one question "
-    "at a time; spell nothing out, the caller only hears you.\n\n" + tag_guide()
+    "at a time; spell nothing out, the caller only hears you."
 )
 
 server = AgentServer()
@@ -34,19 +33,23 @@ server = AgentServer()
 
 @server.rtc_session(agent_name=AGENT_NAME)
 async def entrypoint(ctx: JobContext) -> None:
+    # 24 kHz like any room track: LiveKit SIP turns it into the call's codec (see README).
+    voice = s2.TTS(
+        persona=os.environ.get("S2_PERSONA", "joe"),
+        base_url=os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
+        api_key=os.environ.get("S2_SIDECAR_API_KEY"),
+    )
     session = AgentSession(
         stt=inference.STT(os.environ.get("S2_STT_MODEL", "deepgram/nova-3")),
         llm=inference.LLM(os.environ.get("S2_LLM_MODEL", "openai/gpt-4.1-mini")),
-        # 24 kHz like any room track: LiveKit SIP turns it into the call's codec (see README).
-        tts=s2.TTS(
-            persona=os.environ.get("S2_PERSONA", "joe"),
-            base_url=os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
-            api_key=os.environ.get("S2_SIDECAR_API_KEY"),
-        ),
+        tts=voice,
         vad=inference.VAD(),
         use_tts_aligned_transcript=True,
     )
-    await session.start(agent=Agent(instructions=INSTRUCTIONS), room=ctx.room)
+    # The TTS's markup hook teaches the LLM its tags (LiveKit 1.8.9 injects it by itself only
+    # for inference.TTS, not for a plugin that streams natively).
+    instructions = f"{INSTRUCTIONS}\n\n{voice.markup.llm_instructions()}"
+    await session.start(agent=Agent(instructions=instructions), room=ctx.room)
     caller = await ctx.wait_for_participant(kind=rtc.ParticipantKind.PARTICIPANT_KIND_SIP)
     number = caller.attributes.get("sip.phoneNumber", "an unknown number")
     await session.generate_reply(

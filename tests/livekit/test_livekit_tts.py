@@ -44,6 +44,7 @@ from support.speech import transcribe, wer
 from s2_plugin.audio import SUPPORTED_RATES
 from s2_plugin.client import S2Client
 from s2_plugin.personas import load_personas
+from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import SAMPLE_RATE
 from s2_plugin.segment import Segmenter
 from s2_plugin.stream import SPEECH_SETTINGS
@@ -116,6 +117,18 @@ class _ScriptedStream(llm.LLMStream):
             await asyncio.sleep(1 / self._llm.tokens_per_s)
             delta = llm.ChoiceDelta(role="assistant", content=token)
             self._event_ch.send_nowait(llm.ChatChunk(id="scripted", delta=delta))
+
+
+class RecordingLLM(ScriptedLLM):
+    """A `ScriptedLLM` that keeps the chat context of every request."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.asked: list[llm.ChatContext] = []
+
+    def chat(self, *, chat_ctx: llm.ChatContext, **kwargs: Any) -> llm.LLMStream:
+        self.asked.append(chat_ctx.copy())
+        return super().chat(chat_ctx=chat_ctx, **kwargs)
 
 
 def _tokens(text: str) -> list[str]:
@@ -209,6 +222,48 @@ async def test_streamed_reply_with_tags_is_spoken_in_segments(
     assert len(proxy.speech()) == len(segments)
     spans = [t for f in output.frames for t in f.userdata.get(USERDATA_TIMED_TRANSCRIPT, [])]
     assert [str(t).strip() for t in spans] == strip_tags(reply).split()  # one span per word
+    assert _assistant_text(session) == strip_tags(reply)
+
+
+def test_markup_teaches_the_tags_of_this_voice() -> None:
+    joe = load_personas(ROOT / "examples" / "personas" / "personas.toml")[0]
+    styled = type(joe)(name="lk-styled", clip=joe.clip, transcript=joe.transcript, style="sad")
+    assert s2.TTS(persona=styled).markup.llm_instructions() == tag_guide("sad")
+    voice = s2.TTS(cast=["ava", "ben"], style="warm")
+    assert voice.markup.llm_instructions() == tag_guide("warm", cast=["ava", "ben"])
+    voice.update_options(style="calm")
+    assert voice.markup.llm_instructions() == tag_guide("calm", cast=["ava", "ben"])
+    # S2 reads its tags as written: nothing for LiveKit's markup pipeline to lower.
+    text = "[whisper] Keep it quiet, <|speaker:1|> [laugh] I will."
+    assert voice.markup.convert(voice.markup.normalize(text)) == text
+
+
+async def test_an_expressive_session_teaches_the_llm_the_tags_once(
+    sidecar: SidecarProcess, proxy: RecordingProxy
+) -> None:
+    reply = "[whisper] Your secret is safe with me, I promise. [laugh] Nobody will ever know."
+    voice = s2.TTS(persona=sidecar.persona, base_url=proxy.url)
+    guide = voice.markup.llm_instructions()
+    model = RecordingLLM(reply)
+    # expressive=True: LiveKit 1.8.9 adds a TTS's guide itself only for inference.TTS and a
+    # StreamAdapter, so the agent's instructions carry it; a LiveKit that starts adding it
+    # for this TTS too (a second copy) fails here.
+    session = AgentSession(tts=voice, llm=model, use_tts_aligned_transcript=True, expressive=True)
+    output = CaptureAudioOutput()
+    session.output.audio = output
+    try:
+        await session.start(Agent(instructions=f"Answer briefly.\n\n{guide}"))
+        await session.generate_reply(user_input="Can you keep a secret?")
+        await _assert_speaks(output.pcm(), reply, proxy)
+    finally:
+        await session.aclose()
+        await voice.aclose()
+
+    asked = [m.text_content or "" for m in model.asked[-1].messages()]
+    assert "[whisper]" in guide and sum(text.count(guide) for text in asked) == 1
+    # The tags reached S2 whole, and the transcript holds the words alone.
+    sent = " ".join(str((r.body or {}).get("input")) for r in proxy.speech())
+    assert "[whisper]" in sent and "[laugh]" in sent
     assert _assistant_text(session) == strip_tags(reply)
 
 

@@ -2,7 +2,8 @@
 
 Text goes through the core's `SpeechStream`: the tag-aware segmenter cuts it (LiveKit's sentence
 tokenizers split `[tags]`), the next segment's request is open while the current one plays, and
-audio comes back in order, resampled once from 44.1 kHz to the declared rate.
+audio comes back in order, resampled once from 44.1 kHz to the declared rate. `TTS.markup`
+teaches an LLM S2's tags, through LiveKit's markup hook.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from livekit.agents import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    SpeechSteeringOptions,
     tts,
     utils,
 )
@@ -31,6 +33,7 @@ from livekit.agents.utils import is_given
 from s2_plugin.audio import check_rate
 from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2StatusError, S2TimeoutError
 from s2_plugin.personas import Persona, validate_cast
+from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
 from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
 from s2_plugin.timing import word_times
@@ -51,6 +54,29 @@ class _TTSOptions:
 
 
 class TTS(tts.TTS[None]):
+    class Markup(tts.TTS.Markup):
+        """S2's inline tags as LiveKit's markup hook declares a provider's dialect.
+
+        `llm_instructions()` is the core's `tag_guide()` for this TTS's style and cast, kept in
+        step with `update_options`. Nothing is lowered: S2 reads its own tags, so `normalize`
+        and `convert` stay the base's no-ops and `_provider_key()` stays "" (LiveKit's markup
+        tables, `tts/_provider_format.py`, hold no S2 dialect). The tag-aware segmenter, not a
+        LiveKit tokenizer, keeps every tag whole.
+
+        LiveKit 1.8.9 injects these instructions itself only for `inference.TTS` and a
+        `tts.StreamAdapter` (`AgentActivity._resolve_expressive_options`: a natively streaming
+        plugin owns its input path), so with this TTS add them to the agent's instructions.
+        """
+
+        def llm_instructions(self, *, speech_steering: SpeechSteeringOptions | None = None) -> str:
+            # S2's cues are free-form, with no per-sound vocabulary for steering to narrow.
+            assert isinstance(self._tts, TTS)
+            opts = self._tts._opts
+            style = opts.speech.style
+            if style is None and isinstance(opts.persona, Persona):
+                style = opts.persona.style
+            return tag_guide(style, cast=opts.speech.cast or None)
+
     def __init__(
         self,
         *,
@@ -77,7 +103,8 @@ class TTS(tts.TTS[None]):
                 ``persona``): ``<|speaker:N|>`` in the LLM's text hands over to the Nth, and
                 every segment is spoken by its turn's persona, also one cut mid-turn. Speaker
                 0 is the voice unless ``persona`` is given. Transcripts name who spoke
-                (`TimedString.speaker_id`). Give the LLM ``tag_guide(cast=...)``.
+                (`TimedString.speaker_id`); ``markup.llm_instructions()`` teaches the LLM
+                the speaker tags.
             style: Style tag for every request, e.g. "warm"; overrides the persona's default
                 style, "" turns it off.
             temperature, top_p, top_k, repetition_penalty, seed, max_new_tokens: S2 sampling.
