@@ -238,7 +238,13 @@ class TTS(tts.TTS[None]):
 
 
 class ChunkedStream(tts.ChunkedStream):
-    """One text, spoken whole (segmented and pipelined like a stream)."""
+    """One text, spoken whole (segmented and pipelined like a stream).
+
+    Not `TTS._synthesize_with_stream()`: its inner stream runs with `max_retry=0` and emits
+    its own metrics and errors on this TTS, so each text would report two `metrics_collected`
+    and each failed attempt an unrecoverable error, which `AgentSession` counts towards
+    closing, even when the attempt is then retried.
+    """
 
     def __init__(self, *, tts: TTS, input_text: str, conn_options: APIConnectOptions) -> None:
         super().__init__(tts=tts, input_text=input_text, conn_options=conn_options)
