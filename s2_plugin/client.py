@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -35,6 +38,7 @@ from s2_plugin.protocol import (
 )
 
 __all__ = [
+    "Connection",
     "S2Client",
     "S2ConnectionError",
     "S2Error",
@@ -85,6 +89,44 @@ class S2StatusError(S2Error):
         return self.status in (408, 429)
 
 
+@dataclass
+class Connection:
+    """How one speech request got its HTTP connection: what connection metrics report."""
+
+    acquire_s: float = 0.0
+    """From the request's start until aiohttp handed it a connection, pooled or new."""
+    reused: bool = False
+    """A pooled keep-alive connection rather than a new one."""
+
+
+_Hook = Callable[[aiohttp.ClientSession, SimpleNamespace, Any], Coroutine[Any, Any, None]]
+
+
+def _connection_tracing() -> aiohttp.TraceConfig:
+    """aiohttp's own tracing hooks, filling the `Connection` a request passes as its context."""
+
+    async def started(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any) -> None:
+        ctx.started = time.perf_counter()
+
+    def acquired(reused: bool) -> _Hook:
+        async def hook(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any) -> None:
+            if isinstance(connection := ctx.trace_request_ctx, Connection):
+                connection.acquire_s = time.perf_counter() - ctx.started
+                connection.reused = reused
+
+        return hook
+
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(started)
+    config.on_connection_create_end.append(acquired(False))
+    config.on_connection_reuseconn.append(acquired(True))
+    config.freeze()
+    return config
+
+
+_TRACING = _connection_tracing()
+
+
 class S2Client:
     """Talks to an `s2-sidecar` (or a bare SGLang-Omni server) over HTTP.
 
@@ -120,6 +162,10 @@ class S2Client:
             # Keep-alive shorter than the sidecar's, so a pooled socket is never stale.
             connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        if _TRACING not in self._session.trace_configs:
+            # A shared session (a LiveKit job's) is made without it; aiohttp reads the list at
+            # every request, and the hooks record only requests that pass a `Connection`.
+            self._session.trace_configs.append(_TRACING)
         return self._session
 
     async def aclose(self) -> None:
@@ -135,12 +181,18 @@ class S2Client:
         await self.aclose()
 
     async def speech(
-        self, text: str, *, voice: str = DEFAULT_VOICE, **params: Any
+        self,
+        text: str,
+        *,
+        voice: str = DEFAULT_VOICE,
+        connection: Connection | None = None,
+        **params: Any,
     ) -> AsyncIterator[bytes]:
         """Stream `text` spoken by persona `voice` as int16 mono PCM at 44.1 kHz.
 
         Extra keyword arguments are `SpeechRequest` fields (style, temperature, seed...).
-        Every chunk holds whole samples.
+        Every chunk holds whole samples. `connection`, if given, is filled in once the request
+        has its connection.
         """
         try:
             request = SpeechRequest(
@@ -152,7 +204,11 @@ class S2Client:
         url = self.base_url + SPEECH_PATH
         with self._errors(f"no audio from {url} for too long"):
             async with self._http().post(
-                url, json=body, headers=self._headers, timeout=self._timeout
+                url,
+                json=body,
+                headers=self._headers,
+                timeout=self._timeout,
+                trace_request_ctx=connection,
             ) as response:
                 await _raise_for_status(response)
                 # Honour the rate that arrives (S2 servers send 44.1 kHz), so callers get S2's.

@@ -20,7 +20,7 @@ from typing import Any
 
 from s2_plugin import tags
 from s2_plugin.audio import SAMPLE_RATE, StreamResampler
-from s2_plugin.client import S2Client
+from s2_plugin.client import Connection, S2Client
 from s2_plugin.personas import check_speakers
 from s2_plugin.protocol import DEFAULT_VOICE
 from s2_plugin.segment import Segment, Segmenter
@@ -112,6 +112,8 @@ class SegmentEnd:
     """From sending the request to its first PCM byte (not to first audio played)."""
     speaker: int = 0
     """Who said it: an index into the options' cast."""
+    connection: Connection = field(default_factory=Connection)
+    """How its request got a connection to the sidecar (for connection metrics)."""
 
 
 StreamEvent = AudioChunk | SegmentStart | SegmentEnd
@@ -135,6 +137,7 @@ class _Segment:
     speaker: int
     sent_at: float = 0.0
     first_at: float | None = None
+    connection: Connection = field(default_factory=Connection)
     chunks: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
 
@@ -215,7 +218,7 @@ class SpeechStream:
         segment.sent_at = time.perf_counter()
         try:
             text, fields = options.request(Segment(segment.text, segment.speaker))
-            async for pcm in self._client.speech(text, **fields):
+            async for pcm in self._client.speech(text, connection=segment.connection, **fields):
                 if segment.first_at is None:
                     segment.first_at = time.perf_counter()
                 segment.chunks.put_nowait(pcm)
@@ -271,6 +274,7 @@ class SpeechStream:
                     samples=samples,
                     first_byte_s=(segment.first_at or segment.sent_at) - segment.sent_at,
                     speaker=segment.speaker,
+                    connection=segment.connection,
                 )
         finally:
             if not finished:

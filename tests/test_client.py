@@ -1,11 +1,12 @@
 import asyncio
 
+import aiohttp
 import numpy as np
 import pytest
 from support.pcm_server import expected_samples, level, pcm_server
 from support.sidecar import free_port
 
-from s2_plugin.client import S2Client, S2ConnectionError, S2StatusError, S2TimeoutError
+from s2_plugin.client import Connection, S2Client, S2ConnectionError, S2StatusError, S2TimeoutError
 
 TEXT = "Hello there, this is a test."
 
@@ -141,3 +142,20 @@ async def test_bad_text_is_refused_before_any_request(text: str, message: str) -
 def test_a_base_url_without_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="http://"):
         S2Client("127.0.0.1:8421")
+
+
+async def test_a_request_says_whether_its_connection_was_new_or_pooled() -> None:
+    # A shared session made elsewhere (a LiveKit job's) gets the tracing hooks once.
+    async with pcm_server() as server, aiohttp.ClientSession() as shared:
+        client = S2Client(server.url, session=shared)
+        seen = [Connection(), Connection()]
+        for connection in seen:
+            async for _ in client.speech(TEXT, voice="ok", connection=connection):
+                pass
+        async with shared.get(server.url + "/health") as response:  # another user's request
+            assert response.status == 200
+        async for _ in client.speech(TEXT, voice="ok"):
+            pass
+        assert len(shared.trace_configs) == 1
+    assert [c.reused for c in seen] == [False, True]
+    assert all(c.acquire_s > 0 for c in seen)

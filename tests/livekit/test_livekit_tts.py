@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, get_args
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from livekit import rtc
@@ -328,6 +329,29 @@ async def test_stream_follows_livekit_conventions(sidecar: SidecarProcess) -> No
     assert all(0 <= t.start_time < t.end_time for t in spans)
     assert all(a.end_time <= b.start_time for a, b in itertools.pairwise(spans))
     assert spans[-1].end_time <= sum(ev.frame.duration for ev in events)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_metrics_say_how_the_first_request_got_its_connection(
+    sidecar: SidecarProcess, streamed: bool
+) -> None:
+    metrics: list[Any] = []
+    # force_close: aiohttp keeps no connection, so each request opens one.
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh,
+        s2.TTS(persona=sidecar.persona, base_url=sidecar.url, http_session=fresh) as voice,
+    ):
+        voice.on("metrics_collected", metrics.append)
+        await _speak(voice, NO_RETRY, streamed=streamed)
+    # Pooled: the health check's connection, then the first reply's, are kept for the next.
+    async with s2.TTS(persona=sidecar.persona, base_url=sidecar.url) as voice:
+        voice.on("metrics_collected", metrics.append)
+        for _ in range(2):
+            await _speak(voice, NO_RETRY, streamed=streamed)
+
+    assert [m.connection_reused for m in metrics] == [False, True, True]
+    assert all(m.acquire_time > 0 for m in metrics)
+    assert {m.streamed for m in metrics} == {streamed}
 
 
 def _assert_frames(events: list[tts.SynthesizedAudio], voice: s2.TTS) -> None:

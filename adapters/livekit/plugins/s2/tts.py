@@ -263,7 +263,7 @@ class ChunkedStream(tts.ChunkedStream):
             speech = _speech_stream(self._tts, self._opts, self._conn_options)
             speech.push_text(self._input_text)
             speech.end_input()
-            await _emit(speech, output_emitter, self._opts.speech.cast)
+            await _emit(self, speech, output_emitter, self._opts.speech.cast)
         # No flush(): the base class ends the segment with the held-back tail as the final
         # frame, where a flush would add a 10 ms silent marker after the speech.
 
@@ -305,7 +305,7 @@ class SynthesizeStream(tts.SynthesizeStream):
 
             tasks = [
                 asyncio.create_task(_send_text()),
-                asyncio.create_task(_emit(speech, output_emitter, self._opts.speech.cast)),
+                asyncio.create_task(_emit(self, speech, output_emitter, self._opts.speech.cast)),
             ]
             try:
                 await asyncio.gather(*tasks)
@@ -326,14 +326,18 @@ def _speech_stream(tts: TTS, opts: _TTSOptions, conn_options: APIConnectOptions)
 
 
 async def _emit(
-    speech: SpeechStream, output_emitter: tts.AudioEmitter, cast: Sequence[str] = ()
+    stream: tts.ChunkedStream | tts.SynthesizeStream,
+    speech: SpeechStream,
+    output_emitter: tts.AudioEmitter,
+    cast: Sequence[str] = (),
 ) -> None:
     """Push the reply's audio, and each word (tags stripped) with its time span.
 
     A segment's words go out once its audio is complete, with the spans `word_times`
     estimates from that audio, so an interruption keeps exactly the words played (LiveKit
     cuts the transcript at the playback position); generation runs ahead of playback, so
-    captions are still in time.
+    captions are still in time. The first request's connection goes into the stream's
+    metrics, as it is the one the reply's first audio waited for.
     """
     spoken = 0
     pcm = bytearray()
@@ -342,6 +346,10 @@ async def _emit(
             output_emitter.push(event.pcm)
             pcm += event.pcm
         elif isinstance(event, SegmentEnd):
+            if event.index == 0:
+                # What TTSMetrics reads; 1.8.9 has no public setter (cartesia sets them too).
+                stream._acquire_time = event.connection.acquire_s
+                stream._connection_reused = event.connection.reused
             offset = spoken / speech.sample_rate
             speaker = cast[event.speaker] if cast else None
             for i, word in enumerate(word_times(event.transcript, bytes(pcm), speech.sample_rate)):
