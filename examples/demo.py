@@ -71,11 +71,16 @@ class Recorder(FrameProcessor):
             self.audio += frame.audio
             if self._first_audio is None:
                 self._first_audio = time.perf_counter()
-        elif isinstance(frame, TTSTextFrame) and self._first_audio is not None:
-            # The service sends a sentence's text right after its last audio frame.
-            self.sentences.append((frame.text, self._first_audio, len(self.audio) - self._start))
-            self._first_audio = None
-            self._start = len(self.audio)
+        elif isinstance(frame, TTSTextFrame):
+            # The service sends a sentence's words right after its last audio frame.
+            if self._first_audio is not None:
+                size = len(self.audio) - self._start
+                self.sentences.append((frame.text, self._first_audio, size))
+                self._first_audio = None
+                self._start = len(self.audio)
+            elif self.sentences:
+                text, ready, size = self.sentences[-1]
+                self.sentences[-1] = (f"{text} {frame.text}", ready, size)
         await self.push_frame(frame, direction)
 
 

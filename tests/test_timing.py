@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from s2_plugin.audio import float_to_pcm16
-from s2_plugin.timing import speech_span, word_times
+from s2_plugin.stream import AudioChunk, SegmentEnd, SegmentStart
+from s2_plugin.timing import WordClock, speech_span, word_times
 
 RATE = 16000
 
@@ -40,3 +41,31 @@ def test_words_are_in_order_within_the_speech_and_longer_words_take_longer() -> 
 
 def test_no_words_no_times() -> None:
     assert word_times("  ", float_to_pcm16(tone(1.0)), RATE) == []
+
+
+def test_a_tag_goes_with_the_word_after_it_or_at_the_end_the_one_before() -> None:
+    pcm = float_to_pcm16(tone(2.0))
+    times = word_times("[whisper] Hello <|speaker:1|> [laugh] there, friend [sigh].", pcm, RATE)
+    assert [t.word for t in times] == [
+        "[whisper] Hello",
+        "<|speaker:1|> [laugh] there,",
+        "friend [sigh].",
+    ]
+    assert [t.spoken for t in times] == ["Hello", "there,", "friend."]
+    # Timed as the words alone: the tags take no time.
+    plain = word_times("Hello there, friend.", pcm, RATE)
+    assert [(t.start_s, t.end_s) for t in times] == [(t.start_s, t.end_s) for t in plain]
+
+
+def test_the_clock_times_each_segment_from_the_replys_first_sample() -> None:
+    clock = WordClock(RATE)
+    first, second = float_to_pcm16(tone(1.0)), float_to_pcm16(tone(0.5))
+    assert clock.feed(SegmentStart(0, "One two.", "One two.")) == []
+    assert clock.feed(AudioChunk(0, first)) == []
+    words = clock.feed(SegmentEnd(0, "One two.", "One two.", len(first) // 2, 0.1))
+    assert [w.word for w in words] == ["One", "two."] and words[0].start_s < 0.011
+    clock.feed(AudioChunk(1, second))
+    words = clock.feed(SegmentEnd(1, "Three.", "Three.", len(second) // 2, 0.1))
+    assert [(w.word, w.start_s, w.end_s) for w in words] == [
+        ("Three.", pytest.approx(1.0, abs=0.011), pytest.approx(1.5, abs=0.011))
+    ]

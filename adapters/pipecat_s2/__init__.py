@@ -8,6 +8,6 @@ try:
 except ImportError as e:
     raise ImportError("pipecat_s2 needs Pipecat: pip install 's2-plugin[pipecat]'") from e
 
-from pipecat_s2.tts import S2TTSService, S2TTSSettings
+from pipecat_s2.tts import S2TTSService, S2TTSSettings, without_tags
 
-__all__ = ["S2TTSService", "S2TTSSettings"]
+__all__ = ["S2TTSService", "S2TTSSettings", "without_tags"]

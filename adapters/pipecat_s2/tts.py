@@ -8,37 +8,29 @@ so a reply has no gap between sentences and its first audio comes at the first c
 from __future__ import annotations
 
 import asyncio
-import weakref
+import inspect
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from loguru import logger
-from pipecat.frames.frames import (
-    AggregatedTextFrame,
-    CancelFrame,
-    ErrorFrame,
-    Frame,
-    StartFrame,
-    TTSAudioRawFrame,
-    TTSTextFrame,
-)
-from pipecat.processors.frame_processor import FrameDirection
+from pipecat.frames.frames import CancelFrame, ErrorFrame, Frame, StartFrame, TTSAudioRawFrame
+from pipecat.processors.frameworks.rtvi import BotOutputTransformResult
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
-from pipecat.utils.text.base_text_aggregator import TextType
 from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import NOT_GIVEN, NotGiven, assert_given
 
-from s2_plugin import tags
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
-from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
+from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SpeechOptions, SpeechStream
+from s2_plugin.tags import strip_tags
+from s2_plugin.timing import WordClock
 from s2_plugin.voices import Voices
 
-__all__ = ["S2TTSService", "S2TTSSettings"]
+__all__ = ["S2TTSService", "S2TTSSettings", "without_tags"]
 
 
 @dataclass
@@ -71,14 +63,38 @@ class S2TTSSettings(TTSSettings):
 
 @dataclass(eq=False)
 class _Reply:
-    """One audio context's speech: its stream, the task playing it, and how far it got."""
+    """One audio context's speech: its stream and the task playing it."""
 
     context_id: str
     stream: SpeechStream | None = None
     task: asyncio.Task[None] | None = None
-    append_to_context: bool = True
     input_ended: bool = False
     finished: bool = False
+
+
+# What S2TTSService decides itself: S2's tag-aware segmenter gets every LLM token, and words
+# are timed from the audio (`add_word_timestamps`), which needs one context per turn.
+_FIXED = frozenset(
+    {
+        "text_aggregation_mode",
+        "aggregate_sentences",
+        "push_text_frames",
+        "push_start_frame",
+        "push_stop_frames",
+        "reuse_context_id_within_turn",
+    }
+)
+_PASSED_ON = (
+    frozenset(
+        name
+        for cls in TTSService.__mro__
+        if "__init__" in vars(cls)
+        for name, p in inspect.signature(vars(cls)["__init__"]).parameters.items()
+        if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD
+    )
+    - _FIXED
+    - {"self", "sample_rate", "settings"}
+)
 
 
 class S2TTSService(TTSService):
@@ -92,16 +108,19 @@ class S2TTSService(TTSService):
     segment ends. Each reply is one audio context: one ``TTSStartedFrame``, its audio, one
     ``TTSStoppedFrame``.
 
-    Each segment's ``TTSTextFrame`` follows its last audio frame, so after an interruption
-    the assistant's context holds only the segments that were played. (Pipecat's token mode
-    would queue each sentence's text as soon as the LLM finished writing it, ahead of its
-    audio; those frames are replaced by ours.) Inline tags (``[whisper]``, ``[laugh]``,
-    ``<|speaker:1|>``) reach S2 verbatim but are removed from the text frames, so they never
-    reach transcripts or the assistant's context, unless ``keep_tags=True``.
+    Words are timed from each segment's audio (`s2_plugin.timing`) and reported with
+    ``add_word_timestamps``, as Pipecat's word-timestamp services do: each word's
+    ``TTSTextFrame`` carries the time it is heard, so the output transport releases it in
+    step with the voice, and after an interruption the assistant's context holds the words
+    played. The text is the LLM's own, inline tags (``[whisper]``, ``<|speaker:1|>``)
+    included: the LLM sees how it spoke and, with a cast, who said what. Clients see the
+    words without tags through `without_tags`, an RTVI ``bot_output_transforms`` entry.
 
     On an interruption the reply's open requests are closed, which makes the sidecar stop
-    generating; an uninterruptible ``TTSSpeakFrame`` keeps playing. Failed requests become one
-    ``ErrorFrame`` upstream per reply, and the service carries on with the next one.
+    generating; an uninterruptible ``TTSSpeakFrame`` keeps playing. A failed request becomes
+    an ``ErrorFrame`` upstream that says why, and the service carries on with the next reply;
+    a reply that played nothing also counts towards Pipecat's detection of a dead service
+    (``max_consecutive_zero_audio_contexts``), so a ``ServiceSwitcher`` can fail over.
 
     Example::
 
@@ -130,7 +149,6 @@ class S2TTSService(TTSService):
         aiohttp_session: aiohttp.ClientSession | None = None,
         read_timeout: float = 10.0,
         ahead: int = 2,
-        keep_tags: bool = False,
         sample_rate: int | None = None,
         settings: S2TTSSettings | None = None,
         **kwargs: Any,
@@ -146,8 +164,8 @@ class S2TTSService(TTSService):
             cast: Several voices, speaker 0 first (names or `Persona`s, registered like
                 ``persona``): ``<|speaker:N|>`` in the LLM's text hands over to the Nth, and
                 every segment is spoken by its turn's persona, also one cut mid-turn. Speaker
-                0 is the voice, unless ``persona`` names it. Each ``TTSTextFrame`` says who
-                spoke in ``metadata["speaker"]``. Give the LLM ``tag_guide(cast=...)``.
+                0 is the voice, unless ``persona`` names it. Give the LLM
+                ``tag_guide(cast=...)``.
             style: A style tag for every request, e.g. ``"warm"`` (``settings.style`` wins);
                 overrides the persona's default style, ``""`` turns it off.
             api_key: The sidecar's API key, if it was started with one.
@@ -155,16 +173,30 @@ class S2TTSService(TTSService):
             read_timeout: Seconds without audio after which a request fails with an error.
             ahead: Segment requests open at once: the playing one and those generated
                 ahead of it. 2 is enough when the engine is faster than real time.
-            keep_tags: Keep inline tags in the text frames (and so in the LLM context).
             sample_rate: Output sample rate; the pipeline's output rate by default.
             settings: Runtime-updatable settings.
-            **kwargs: Passed on to `TTSService`, with one default changed:
+            **kwargs: `TTSService`'s own arguments (anything else is refused), with one
+                default changed:
 
                 - ``stop_frame_timeout_s`` is ``read_timeout`` plus 2 s. Pipecat ends an
                   audio context that stays silent that long (3 s by default), which would cut
                   off a slow first audio (a cold GPU, a queue); a request this slow fails with
                   its own, clearer, read-timeout error first.
+
+        Raises:
+            TypeError: For an argument `TTSService` does not take, or one this service sets
+                itself (how text is aggregated and how text frames are pushed).
         """
+        if fixed := sorted(kwargs.keys() & _FIXED):
+            raise TypeError(
+                f"S2TTSService sets {', '.join(fixed)} itself: every LLM token goes to S2's "
+                "tag-aware segmenter and words are timed from the audio; leave it out"
+            )
+        if unknown := sorted(kwargs.keys() - _PASSED_ON):
+            raise TypeError(
+                f"S2TTSService got unexpected argument(s) {', '.join(unknown)}; it takes its "
+                f"own and TTSService's: {', '.join(sorted(_PASSED_ON))}"
+            )
         members = list(cast or ())
         persona = persona if persona is not None else (members[0] if members else None)
         self._voices = Voices([persona, *members] if persona is not None else members, _warn)
@@ -183,6 +215,7 @@ class S2TTSService(TTSService):
         kwargs.setdefault("stop_frame_timeout_s", read_timeout + 2.0)
         super().__init__(
             text_aggregation_mode=TextAggregationMode.TOKEN,
+            push_text_frames=False,
             push_start_frame=True,
             push_stop_frames=True,
             sample_rate=sample_rate,
@@ -193,14 +226,10 @@ class S2TTSService(TTSService):
             base_url, api_key=api_key, session=aiohttp_session, read_timeout=read_timeout
         )
         self._ahead = ahead
-        self._keep_tags = keep_tags
         self._replies: dict[str, _Reply] = {}
-        # Replies that already reported why they are silent, as their own ErrorFrame.
-        self._failed_contexts: set[str] = set()
-        # Our TTSTextFrames, by id; weak, so frames dropped by an interruption don't linger.
-        self._segment_text_frames: weakref.WeakValueDictionary[int, TTSTextFrame] = (
-            weakref.WeakValueDictionary()
-        )
+        # Contexts that end with a flush_audio (LLM turns, speak frames); text outside them
+        # (a bare TextFrame) is spoken whole at once.
+        self._turns: set[str] = set()
 
     def can_generate_metrics(self) -> bool:
         """Check if this service can generate processing metrics.
@@ -267,6 +296,14 @@ class S2TTSService(TTSService):
         self._warn_unhandled_updated_settings(changed.keys() & {"model", "language"})
         return changed
 
+    async def on_turn_context_created(self, context_id: str) -> None:
+        """Note a turn, whose text ends with ``flush_audio``.
+
+        Args:
+            context_id: The turn's audio context.
+        """
+        self._turns.add(context_id)
+
     @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         """Stream a text fragment into its reply's `SpeechStream`.
@@ -289,20 +326,16 @@ class S2TTSService(TTSService):
                 yield ErrorFrame(error)
         if reply.stream is not None and not reply.finished:
             reply.stream.push_text(text)
-            if context_id != self._turn_context_id:
-                # Text outside a reply (a bare TextFrame) is spoken as a whole.
-                await self.flush_audio(context_id)
+        if context_id not in self._turns:
+            await self.flush_audio(context_id)
         yield None
 
     async def _open(self, reply: _Reply) -> str | None:
         """Start a reply's stream and its playing task; an error message if it can't."""
-        tts_context = self._tts_contexts.get(reply.context_id)
-        reply.append_to_context = tts_context.append_to_context if tts_context else True
         try:
             await self._voices.ensure(self._client)
         except S2Error as e:
             reply.finished = True
-            self._failed_contexts.add(reply.context_id)
             return f"{self} cannot register persona {self._voices.failed!r}: {e}"
         reply.stream = SpeechStream(
             self._client, self._speech_options, sample_rate=self.sample_rate, ahead=self._ahead
@@ -316,6 +349,7 @@ class S2TTSService(TTSService):
         Args:
             context_id: The reply's audio context.
         """
+        self._turns.discard(context_id or "")
         reply = self._replies.get(context_id or "")
         if reply is None or reply.input_ended:
             return
@@ -326,33 +360,22 @@ class S2TTSService(TTSService):
             reply.stream.end_input()
 
     async def _play(self, reply: _Reply) -> None:
-        """Append a reply's audio to its context in order."""
+        """Append a reply's audio to its context in order, each segment's timed words after it."""
         assert reply.stream is not None
         context_id = reply.context_id
+        clock = WordClock(self.sample_rate)
         try:
             async for event in reply.stream:
                 if isinstance(event, AudioChunk):
                     frame = TTSAudioRawFrame(event.pcm, self.sample_rate, 1, context_id=context_id)
                     await self.append_to_audio_context(context_id, frame)
-                elif isinstance(event, SegmentEnd):
-                    await self._end_segment(reply, event)
+                if words := clock.feed(event):
+                    await self.add_word_timestamps([(w.word, w.start_s) for w in words], context_id)
         except (S2Error, ValueError) as e:
-            self._failed_contexts.add(context_id)
             await self.push_error(error_msg=f"{self} speech request failed: {e}", exception=e)
         reply.finished = True
         if reply.input_ended:
             await self._end_reply(reply)
-
-    async def _end_segment(self, reply: _Reply, end: SegmentEnd) -> None:
-        """Queue a segment's text behind its audio."""
-        frame = TTSTextFrame(end.text if self._keep_tags else end.transcript, TextType.SENTENCE)
-        frame.context_id = reply.context_id
-        frame.will_be_spoken = True
-        frame.append_to_context = reply.append_to_context
-        if self._cast:
-            frame.metadata["speaker"] = self._cast[end.speaker]
-        self._segment_text_frames[frame.id] = frame
-        await self.append_to_audio_context(reply.context_id, frame)
 
     async def _end_reply(self, reply: _Reply) -> None:
         """Close a finished reply's audio context, which pushes its ``TTSStoppedFrame``."""
@@ -361,6 +384,7 @@ class S2TTSService(TTSService):
 
     async def _close(self, context_id: str) -> None:
         """Stop a reply now: cancel its task and its open requests, drop its audio."""
+        self._turns.discard(context_id)
         reply = self._replies.pop(context_id, None)
         if reply is None:
             return
@@ -372,22 +396,6 @@ class S2TTSService(TTSService):
     async def _close_all(self) -> None:
         for context_id in list(self._replies):
             await self._close(context_id)
-
-    async def _record_context_audio_outcome(self, context_id: str, received_audio: bool) -> None:
-        """Count a silent context against the service only if nobody said why it was silent.
-
-        A failed request has already pushed its own ``ErrorFrame``; Pipecat's generic "completed
-        with no audio" would be a second error for the same failure, and would count a sidecar
-        restart towards writing the service off.
-
-        Args:
-            context_id: The audio context that completed.
-            received_audio: Whether any audio arrived for it.
-        """
-        if context_id in self._failed_contexts:
-            self._failed_contexts.discard(context_id)
-            return
-        await super()._record_context_audio_outcome(context_id, received_audio)
 
     async def on_audio_context_interrupted(self, context_id: str) -> None:
         """Close the interrupted reply's requests so the sidecar stops generating.
@@ -407,40 +415,32 @@ class S2TTSService(TTSService):
             logger.warning(f"{self}: audio context {context_id} timed out; closing its requests")
             await self._close(context_id)
 
-    async def push_frame(
-        self, frame: Frame, direction: FrameDirection = FrameDirection.DOWNSTREAM
-    ) -> None:
-        """Push a frame; spoken text goes out as this service's per-segment ``TTSTextFrame``.
 
-        The base class's own ``TTSTextFrame``s (sentences regrouped from tokens, queued ahead
-        of their audio) are dropped. Its ``AggregatedTextFrame`` announcements of text about
-        to be spoken lose their tags unless ``keep_tags`` is set; one that held only tags is
-        dropped.
+async def without_tags(
+    text: str,
+    text_type: str,
+    accumulated_text: str | None = None,
+    remaining_text: str | None = None,
+) -> BotOutputTransformResult:
+    """The bot's output without S2's inline tags, for RTVI clients (captions, transcripts).
 
-        Args:
-            frame: The frame to push.
-            direction: The direction to push it.
-        """
-        if isinstance(frame, TTSTextFrame):
-            if self._segment_text_frames.pop(frame.id, None) is None:
-                return
-        elif (
-            isinstance(frame, AggregatedTextFrame)
-            and not self._keep_tags
-            and not _strip_frame_tags(frame)
-        ):
-            return
-        await super().push_frame(frame, direction)
+    Register it with ``RTVIObserverParams(bot_output_transforms=[("*", without_tags)])``;
+    the LLM context keeps the tags.
 
+    Args:
+        text: A segment's or a word's text.
+        text_type: Its type (unused: tags go from every type).
+        accumulated_text: For a progress event, what has been spoken so far.
+        remaining_text: For a progress event, what is still to come.
 
-def _strip_frame_tags(frame: AggregatedTextFrame) -> bool:
-    """Remove tags from a text frame in place; False if no words are left."""
-    if not tags.find_tags(frame.text):
-        return True
-    frame.text = tags.strip_tags(frame.text)
-    if frame.raw_text:
-        frame.raw_text = tags.strip_tags(frame.raw_text)
-    return tags.has_speech(frame.text)
+    Returns:
+        The same texts with their tags removed.
+    """
+    return BotOutputTransformResult(
+        text=strip_tags(text),
+        accumulated_text=None if accumulated_text is None else strip_tags(accumulated_text),
+        remaining_text=None if remaining_text is None else strip_tags(remaining_text),
+    )
 
 
 def _name(persona: str | Persona) -> str:

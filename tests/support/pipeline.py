@@ -14,11 +14,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from pipecat.frames.frames import EndFrame, Frame, StartFrame
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    OutputAudioRawFrame,
+    StartFrame,
+    TTSAudioRawFrame,
+    TTSTextFrame,
+)
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.transports.base_output import BaseOutputTransport
+from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
+
+from support.changes import Changes
 
 Step = Frame | Callable[[], Awaitable[object]]
 
@@ -26,27 +37,33 @@ Step = Frame | Callable[[], Awaitable[object]]
 class _Capture(FrameProcessor):
     """Keeps the frames passing in one direction and wakes whoever waits on them."""
 
-    def __init__(self, direction: FrameDirection, changed: asyncio.Event) -> None:
+    def __init__(self, direction: FrameDirection, changes: Changes) -> None:
         super().__init__(enable_direct_mode=True)
         self.frames: list[Frame] = []
         self._direction = direction
-        self._changed = changed
+        self._changes = changes
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if direction == self._direction and not isinstance(frame, StartFrame | EndFrame):
             self.frames.append(frame)
-            self._changed.set()
+            self._changes.changed()
         await self.push_frame(frame, direction)
 
 
 class ScriptRun:
-    """One pipeline `[source, processor, sink]`; `down` and `up` fill as frames arrive."""
+    """One pipeline `[source, processor, sink]`; `down` and `up` fill as frames arrive.
 
-    def __init__(self, processor: FrameProcessor, params: PipelineParams) -> None:
-        self._changed = asyncio.Event()
-        self._source = _Capture(FrameDirection.UPSTREAM, self._changed)
-        self._sink = _Capture(FrameDirection.DOWNSTREAM, self._changed)
+    `changes` wakes the waits: frames reaching either end call it, and so may the test's own
+    processors (a `Speaker`).
+    """
+
+    def __init__(
+        self, processor: FrameProcessor, params: PipelineParams, changes: Changes | None = None
+    ) -> None:
+        self.changes = changes or Changes()
+        self._source = _Capture(FrameDirection.UPSTREAM, self.changes)
+        self._sink = _Capture(FrameDirection.DOWNSTREAM, self.changes)
         self._worker = PipelineWorker(
             Pipeline([self._source, processor, self._sink]),
             params=params,
@@ -62,13 +79,8 @@ class ScriptRun:
         return self._source.frames
 
     async def until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
-        """Wait until `ready()` holds; it is checked whenever a frame arrives at either end."""
-        async with asyncio.timeout(timeout):
-            while True:
-                self._changed.clear()
-                if ready():
-                    return
-                await self._changed.wait()
+        """Wait until `ready()` holds; it is checked on every change."""
+        await self.changes.until(ready, timeout)
 
     async def seen(self, kind: type[Frame], count: int = 1, *, upstream: bool = False) -> None:
         """Wait until `count` frames of `kind` have arrived (downstream unless `upstream`)."""
@@ -100,3 +112,49 @@ class ScriptRun:
         await runner.add_workers(self._worker)
         await asyncio.gather(runner.run(), play())
         return self.down, self.up
+
+
+def spoken_segments(frames: Sequence[Frame]) -> list[tuple[list[TTSTextFrame], bytes]]:
+    """Each segment's word frames with the audio that came before them.
+
+    S2TTSService reports a segment's words once all its audio is out, so a run of audio
+    followed by a run of words is one segment; audio after the last word is its own entry.
+    """
+    out: list[tuple[list[TTSTextFrame], bytes]] = []
+    words: list[TTSTextFrame] = []
+    pcm = b""
+    for frame in frames:
+        if isinstance(frame, TTSAudioRawFrame):
+            if words:
+                out.append((words, pcm))
+                words, pcm = [], b""
+            pcm += frame.audio
+        elif isinstance(frame, TTSTextFrame):
+            words.append(frame)
+    if words or pcm:
+        out.append((words, pcm))
+    return out
+
+
+class Speaker(BaseOutputTransport):
+    """An output device that plays audio in real time, as a sound card or a call does.
+
+    Pipecat's output transport releases each word's `TTSTextFrame` at its PTS against this
+    clock, so what reaches an assistant aggregator after it is what was heard.
+    """
+
+    def __init__(self, changes: Changes) -> None:
+        super().__init__(TransportParams(audio_out_enabled=True))
+        self.played_s = 0.0
+        self._changes = changes
+
+    async def start(self, frame: StartFrame) -> None:
+        await super().start(frame)
+        await self.set_transport_ready(frame)
+
+    async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
+        seconds = len(frame.audio) / 2 / frame.sample_rate
+        await asyncio.sleep(seconds)
+        self.played_s += seconds
+        self._changes.changed()
+        return True

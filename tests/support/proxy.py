@@ -11,7 +11,6 @@ its own proxy in front and counts there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from s2_plugin.protocol import SPEECH_PATH, VOICES_PATH
 from s2_plugin.tags import strip_tags
+from support.changes import Changes
 
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "content-encoding", "connection"}
 
@@ -57,7 +57,7 @@ class RecordingProxy:
     target: str
     exchanges: list[Exchange] = field(default_factory=list)
     url: str = ""
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _changes: Changes = field(default_factory=Changes)
 
     def speech(self) -> list[Exchange]:
         return [e for e in self.exchanges if e.method == "POST" and e.path == SPEECH_PATH]
@@ -71,12 +71,7 @@ class RecordingProxy:
 
     async def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
         """Wait until `ready()` holds; it is checked whenever a request starts or ends."""
-        async with asyncio.timeout(timeout):
-            while True:
-                self._changed.clear()
-                if ready():
-                    return
-                await self._changed.wait()
+        await self._changes.until(ready, timeout)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[RecordingProxy]:
@@ -101,7 +96,7 @@ class RecordingProxy:
             body = json.loads(raw)
         exchange = Exchange(request.method, request.path, body)
         self.exchanges.append(exchange)
-        self._changed.set()
+        self._changes.changed()
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
         try:
             async with self._session.request(
@@ -119,4 +114,4 @@ class RecordingProxy:
                 return response
         finally:
             exchange.done = True
-            self._changed.set()
+            self._changes.changed()
