@@ -36,7 +36,7 @@ from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
 from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
-from s2_plugin.timing import word_times
+from s2_plugin.timing import WordClock
 from s2_plugin.voices import Voices
 
 from .log import logger
@@ -333,36 +333,34 @@ async def _emit(
 ) -> None:
     """Push the reply's audio, and each word (tags stripped) with its time span.
 
-    A segment's words go out once its audio is complete, with the spans `word_times`
+    A segment's words go out once its audio is complete, with the spans `WordClock`
     estimates from that audio, so an interruption keeps exactly the words played (LiveKit
     cuts the transcript at the playback position); generation runs ahead of playback, so
     captions are still in time. The first request's connection goes into the stream's
     metrics, as it is the one the reply's first audio waited for.
     """
-    spoken = 0
-    pcm = bytearray()
+    clock = WordClock(speech.sample_rate)
+    separator = ""
     async for event in speech:
+        words = clock.feed(event)
         if isinstance(event, AudioChunk):
             output_emitter.push(event.pcm)
-            pcm += event.pcm
         elif isinstance(event, SegmentEnd):
             if event.index == 0:
                 # What TTSMetrics reads; 1.8.9 has no public setter (cartesia sets them too).
                 stream._acquire_time = event.connection.acquire_s
                 stream._connection_reused = event.connection.reused
-            offset = spoken / speech.sample_rate
             speaker = cast[event.speaker] if cast else None
-            for i, word in enumerate(word_times(event.transcript, bytes(pcm), speech.sample_rate)):
+            for word in words:
                 output_emitter.push_timed_transcript(
                     TimedString(
-                        (" " if event.index or i else "") + word.word,
-                        start_time=offset + word.start_s,
-                        end_time=offset + word.end_s,
+                        separator + word.spoken,
+                        start_time=word.start_s,
+                        end_time=word.end_s,
                         speaker_id=speaker,
                     )
                 )
-            spoken += event.samples
-            pcm.clear()
+                separator = " "
 
 
 @contextlib.contextmanager
