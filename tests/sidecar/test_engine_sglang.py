@@ -19,8 +19,8 @@ from s2_sidecar import voices
 from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
 from s2_sidecar.metrics import Metrics
 from support.cast import write_personas
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
-from support.upstream import Upstream, hub_cache, standin_args
+from support.sidecar import SidecarProcess, free_port
+from support.upstream import Upstream, standin_args, standin_sidecar
 
 from s2_plugin.client import S2Client, S2StatusError
 from s2_plugin.personas import load_personas
@@ -30,18 +30,9 @@ TEXT = "Your order has shipped and should arrive on Friday."
 
 @pytest.fixture(scope="module")
 def s2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProcess, Upstream]]:
-    port = free_port()
-    root = tmp_path_factory.mktemp("sglang")
-    hub_cache(root / "hub")
-    process = SidecarProcess(
-        root / "store",
-        engine="sglang_omni",
-        personas=PERSONAS_TOML,
-        args=standin_args(port),
-        env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hub")},
-    )
-    with process:
-        yield process, Upstream(port)
+    sidecar, upstream = standin_sidecar(tmp_path_factory.mktemp("sglang"))
+    with sidecar:
+        yield sidecar, upstream
 
 
 @pytest.fixture

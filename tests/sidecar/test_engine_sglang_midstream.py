@@ -18,8 +18,8 @@ from pipecat.frames.frames import ErrorFrame, TTSAudioRawFrame, TTSSpeakFrame, T
 from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import run_test
 from pipecat_s2 import S2TTSService
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
-from support.upstream import Upstream, hub_cache, standin_args
+from support.sidecar import SidecarProcess
+from support.upstream import Upstream, standin_sidecar
 
 from s2_plugin.client import S2Client, S2Error
 
@@ -31,18 +31,9 @@ MODES = ["fail_after", "stall_after"]
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProcess, Upstream]]:
-    port = free_port()
-    root = tmp_path_factory.mktemp("midstream")
-    hub_cache(root / "hub")
-    sidecar = SidecarProcess(
-        root / "store",
-        engine="sglang_omni",
-        personas=PERSONAS_TOML,
-        args=standin_args(port),  # SGLang-Omni silent for 1 s counts as stalled
-        env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hub")},
-    )
+    sidecar, upstream = standin_sidecar(tmp_path_factory.mktemp("midstream"))
     with sidecar:
-        yield sidecar, Upstream(port)
+        yield sidecar, upstream
 
 
 async def failing(engine: tuple[SidecarProcess, Upstream], mode: str) -> SidecarProcess:

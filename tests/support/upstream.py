@@ -9,6 +9,8 @@ from pathlib import Path
 
 import aiohttp
 
+from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+
 STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
 
 
@@ -58,3 +60,17 @@ def standin_args(port: int) -> list[str]:
         "--sglang-health-interval", "0.3",
         "--stream-stride", "4",
     ]  # fmt: skip
+
+
+def standin_sidecar(root: Path) -> tuple[SidecarProcess, Upstream]:
+    """A sidecar on the `sglang_omni` engine, its SGLang-Omni the stand-in (not yet started)."""
+    port = free_port()
+    hub_cache(root / "hub")
+    sidecar = SidecarProcess(
+        root / "store",
+        engine="sglang_omni",
+        personas=PERSONAS_TOML,
+        args=standin_args(port),  # SGLang-Omni silent for 1 s counts as stalled
+        env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hub")},
+    )
+    return sidecar, Upstream(port)
