@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-from collections.abc import Callable
 
 import pytest
 from support.sidecar import SidecarProcess
+from support.waiting import wait_for
 
 # About 4 minutes of speech: far more than a socket's buffers hold, so an unread stream blocks.
 ENDLESS = " ".join(["word"] * 700)
@@ -43,14 +42,6 @@ def stalled_reader(port: int, text: str = ENDLESS) -> socket.socket:
     body = json.dumps({"input": text, "stream": True, "response_format": "pcm"}).encode()
     s.sendall(SPEECH + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     return s
-
-
-def wait_for(check: Callable[[], bool], what: str, limit_s: float = 60) -> None:
-    """Poll a condition on the sidecar (each poll is an HTTP round trip); fail past `limit_s`."""
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {limit_s} s: {what}")
 
 
 @pytest.mark.parametrize(
