@@ -225,11 +225,10 @@ def _check_text(transcript: str, style: str | None) -> None:
     except TagError as e:
         raise BadRequest(f"the transcript: {e}", "invalid_persona") from e
     try:
-        tags.apply_style("Hello.", style)
+        if style:
+            tags.style_cue(style)
     except TagError as e:
-        raise BadRequest(
-            f"the style {style!r}: {e}; give a cue such as 'warm' or '[warm]'", "invalid_persona"
-        ) from e
+        raise BadRequest(str(e), "invalid_persona") from e
 
 
 def _fsync_dir(path: Path) -> None:
