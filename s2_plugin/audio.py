@@ -68,9 +68,9 @@ def float_to_pcm16(x: np.ndarray) -> bytes:
     return np.round(scaled).astype("<i2").tobytes()
 
 
-def duration_s(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> float:
-    """Seconds of int16 mono PCM."""
-    return len(pcm) / 2 / sample_rate
+def duration_s(pcm: bytes | int, sample_rate: int = SAMPLE_RATE) -> float:
+    """Seconds of int16 mono PCM, given as the bytes or their count."""
+    return (pcm if isinstance(pcm, int) else len(pcm)) / 2 / sample_rate
 
 
 def _check_in_rate(rate: int) -> int:
