@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 
 import pytest
+from aiohttp import web
+from aiohttp.http_writer import StreamWriter
+from aiohttp.web_protocol import RequestHandler
 from support.sidecar import SidecarProcess
 from support.waiting import wait_for
 
@@ -133,3 +137,16 @@ def test_sigterm_drains_then_cuts_stalled_streams(make_sidecar) -> None:  # type
     finally:
         for s in clients:
             s.close()
+
+
+def test_the_aiohttp_members_the_server_builds_on_are_still_there() -> None:
+    """httpserver.py relies on RequestHandler members aiohttp does not document; pyproject pins
+    aiohttp below the next minor, and this names what changed when a new one is let in."""
+    handle_error = inspect.signature(RequestHandler.handle_error).parameters
+    assert list(handle_error) == ["self", "request", "status", "exc", "message"]
+    assert list(inspect.signature(RequestHandler.data_received).parameters) == ["self", "data"]
+    assert "keepalive_timeout" in inspect.signature(RequestHandler.__init__).parameters
+    for member in ("connection_made", "connection_lost", "close", "transport"):
+        assert hasattr(RequestHandler, member), member
+    assert isinstance(inspect.getattr_static(web.Server, "connections"), property)
+    assert isinstance(inspect.getattr_static(StreamWriter, "output_size"), int)
