@@ -46,7 +46,9 @@ PREVIEW_WARNING = (
 
 
 @dataclass
-class Stream:
+class StreamTiming:
+    """One measured stream: when its audio started, how long it lasted, whether it ran dry."""
+
     ttfa_s: float | None = None
     total_s: float = 0.0
     audio_s: float = 0.0
@@ -117,9 +119,9 @@ class Bench:
             with contextlib.suppress(S2Error):
                 await self.client.delete_voice(str(name))
 
-    async def stream(self, text: str = TEXT) -> Stream:
+    async def stream(self, text: str = TEXT) -> StreamTiming:
         body = {"input": text, "stream": True, "response_format": "pcm", **self.voice}
-        out = Stream()
+        out = StreamTiming()
         start = time.perf_counter()
         samples = 0
         try:
@@ -143,7 +145,7 @@ class Bench:
         return out
 
     async def level(self, streams: int, rounds: int) -> Level:
-        async def worker() -> list[Stream]:
+        async def worker() -> list[StreamTiming]:
             return [await self.stream() for _ in range(rounds)]
 
         results = [
