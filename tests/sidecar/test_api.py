@@ -12,8 +12,9 @@ import numpy as np
 import psutil
 import pytest
 import soundfile as sf
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.sidecar import PERSONAS_TOML, SidecarProcess
 from support.speech import transcribe, wer
+from support.upstream import Upstream
 from support.waiting import until
 
 from s2_plugin.audio import float_to_pcm16, samples, wav_bytes
@@ -454,20 +455,15 @@ async def test_api_key_required_and_checked(make_sidecar, tmp_path: Path) -> Non
 
 async def test_an_engine_failure_mid_stream_breaks_the_stream(make_sidecar, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Once audio flows, a failure cuts the connection: no JSON lands inside the audio."""
-    port = free_port()
     standin = Path(__file__).resolve().parents[1] / "support" / "sglang_standin.py"
     args = [
         "--sglang-command", shlex.join([sys.executable, str(standin)]),
-        "--sglang-port", str(port),
         "--sglang-backoff", "0.2",
         "--model-path", str(tmp_path),  # a local model directory: nothing to download
     ]  # fmt: skip
     process: SidecarProcess = make_sidecar(engine="sglang_omni", args=args)
+    await Upstream(process).control(mode="ok", frame_s=0.05)
     async with aiohttp.ClientSession() as s:
-        async with s.post(
-            f"http://127.0.0.1:{port}/standin/control", json={"mode": "ok", "frame_s": 0.05}
-        ):
-            pass
         body = {"input": "word " * 200, "stream": True, "response_format": "pcm"}
         async with s.post(process.url + "/v1/audio/speech", json=body) as r:
             assert r.status == 200

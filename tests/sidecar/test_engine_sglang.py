@@ -18,7 +18,7 @@ from s2_sidecar.engines.sglang_omni import SGLangOmniEngine
 from s2_sidecar.engines.sglang_process import Launch
 from s2_sidecar.metrics import Metrics
 from support.cast import write_personas
-from support.sidecar import SidecarProcess, free_port
+from support.sidecar import SidecarProcess
 from support.upstream import Upstream, standin_args, standin_sidecar
 from support.waiting import until, wait_for
 
@@ -382,16 +382,15 @@ async def test_missing_weights_say_how_to_fetch_them(
 
 
 def test_a_sigkilled_sidecar_leaves_no_sglang_process(tmp_path: Path) -> None:
-    port = free_port()
     sidecar = SidecarProcess(
         tmp_path / "store",
         engine="sglang_omni",
-        args=[*standin_args(port), "--model-path", str(tmp_path)],
+        args=[*standin_args(), "--model-path", str(tmp_path)],
         env={"STANDIN_STAGE": "1"},
     )
     sidecar.start()
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/standin/state") as r:
+        with urllib.request.urlopen(Upstream(sidecar).url + "/standin/state") as r:
             state = json.load(r)
         pids = [state["pid"], state["stage_pid"]]
         assert all(_alive(pid) for pid in pids)
