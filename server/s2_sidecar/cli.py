@@ -33,6 +33,8 @@ from s2_sidecar.store import VOICE_EXISTS, PersonaStore
 log = logging.getLogger("s2_sidecar")
 
 API_KEY_ENV = "S2_SIDECAR_API_KEY"
+URL_ENV = "S2_SIDECAR_URL"
+"""Where the client commands find the sidecar, as the examples read it."""
 MODEL = "fishaudio/s2-pro"
 _SOUND_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
 """Output files `say` and `narrate` write, by suffix (44.1 kHz; ogg is Vorbis)."""
@@ -146,7 +148,11 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
 
 def _client_arguments(p: argparse.ArgumentParser) -> None:
     """Where the running sidecar is, for the commands that talk to one."""
-    p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, DEFAULT_URL),
+        help=f"the sidecar (default ${URL_ENV}, else {DEFAULT_URL})",
+    )
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
 
 
