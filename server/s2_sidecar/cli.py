@@ -110,6 +110,12 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="a voice name that stands for a persona, e.g. alloy=joe (OpenAI's clients send "
         "only OpenAI's voice names); repeatable",
     )
+    _limit_arguments(serve)
+    _sglang_arguments(serve)
+    serve.set_defaults(run=_serve)
+
+
+def _limit_arguments(serve: argparse.ArgumentParser) -> None:
     lim = serve.add_argument_group("limits (see docs/api.md, 'Limits and timeouts')")
     d = Settings()
     for flag, kind, default, what in (
@@ -124,6 +130,9 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         ("--drain-timeout", float, d.drain_timeout, "s for streams to finish after SIGTERM"),
     ):
         lim.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
+
+
+def _sglang_arguments(serve: argparse.ArgumentParser) -> None:
     g = serve.add_argument_group("sglang_omni engine")
     g.add_argument("--model-path", default=MODEL, help="HF id or local directory")
     g.add_argument(
@@ -143,7 +152,6 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         default=10.0,
         help="health check period, s; 3 failures in a row relaunch a wedged SGLang-Omni",
     )
-    serve.set_defaults(run=_serve)
 
 
 def _client_arguments(p: argparse.ArgumentParser) -> None:
