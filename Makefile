@@ -28,7 +28,7 @@ endef
 
 python:
 	@$(PYTHON) -c '$(PY_OK)' 2>/dev/null || { \
-		echo "s2-plugin needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo 'not installed')." >&2; \
+		echo "s2-plugin needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>/dev/null || echo 'not installed')." >&2; \
 		echo "Install one (macOS: brew install python@3.12; Debian/Ubuntu: sudo apt-get install python3.11-venv; or python.org)," >&2; \
 		echo "then run: make PYTHON=python3.12 $(or $(MAKECMDGOALS),install)" >&2; exit 1; }
 

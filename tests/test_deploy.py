@@ -64,6 +64,9 @@ def test_the_service_restarts_keeps_its_key_in_a_credential_and_logs_to_the_jour
     assert unit()["Install"]["WantedBy"] == "multi-user.target"
     program, *argv = shlex.split(service["ExecStart"].replace("%d", "/run/credentials/x"))
     assert program.endswith("/bin/s2-sidecar")
+    environment = dict(pair.split("=", 1) for pair in shlex.split(service["Environment"]))
+    # systemd's PATH lacks the venv: the sidecar finds `sgl-omni` next to itself only this way.
+    assert environment["PATH"].split(":")[0] == str(Path(program).parent)
     args = _parser().parse_args(argv)
     assert args.run.__name__ == "_serve" and args.engine == "sglang_omni"
     assert str(args.api_key_file) == "/run/credentials/x/api-key" and args.api_key is None
@@ -73,9 +76,7 @@ def test_the_service_restarts_keeps_its_key_in_a_credential_and_logs_to_the_jour
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_verifies_the_unit(tmp_path: Path) -> None:
     # Its ExecStart must exist for systemd: this venv's s2-sidecar stands in for /opt's.
-    text = UNIT.read_text().replace(
-        "/opt/s2-sidecar/venv/bin/s2-sidecar", str(Path(sys.executable).parent / "s2-sidecar")
-    )
+    text = UNIT.read_text().replace("/opt/s2-sidecar/venv/bin", str(Path(sys.executable).parent))
     (tmp_path / UNIT.name).write_text(text)
     done = subprocess.run(
         ["systemd-analyze", "verify", str(tmp_path / UNIT.name)], capture_output=True, text=True

@@ -13,15 +13,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 from s2_plugin.audio import duration_s
 from s2_plugin.client import S2Client, S2Error, S2StatusError
 from s2_plugin.personas import Persona, PersonaError, load_personas
 from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, DEFAULT_VOICE, SAMPLE_RATE
 from s2_plugin.script import narrate, parse, parts
-from s2_sidecar import benchmark, doctor, voices
+from s2_sidecar import benchmark, doctor, outputs, voices
 from s2_sidecar.app import create_app
 from s2_sidecar.engines import ENGINES, Engine, choose
 from s2_sidecar.engines.sglang_process import MODEL_PATH, Launch
@@ -34,9 +31,9 @@ from s2_sidecar.store import VOICE_EXISTS, PersonaStore
 log = logging.getLogger("s2_sidecar")
 
 API_KEY_ENV = "S2_SIDECAR_API_KEY"
-_SOUND_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
-"""Output files `say` and `narrate` write, by suffix (44.1 kHz; ogg is Vorbis)."""
-_FORMATS_HELP = "the suffix picks the format: " + ", ".join(s[1:] for s in _SOUND_FORMATS)
+URL_ENV = "S2_SIDECAR_URL"
+"""Where the client commands find the sidecar, as the examples read it."""
+_FORMATS_HELP = "the suffix picks the format: " + ", ".join(s[1:] for s in outputs.SUFFIXES)
 
 
 def default_store() -> Path:
@@ -108,6 +105,12 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="a voice name that stands for a persona, e.g. alloy=joe (OpenAI's clients send "
         "only OpenAI's voice names); repeatable",
     )
+    _limit_arguments(serve)
+    _sglang_arguments(serve)
+    serve.set_defaults(run=_serve)
+
+
+def _limit_arguments(serve: argparse.ArgumentParser) -> None:
     lim = serve.add_argument_group("limits (see docs/api.md, 'Limits and timeouts')")
     d = Settings()
     for flag, kind, default, what in (
@@ -122,6 +125,9 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         ("--drain-timeout", float, d.drain_timeout, "s for streams to finish after SIGTERM"),
     ):
         lim.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
+
+
+def _sglang_arguments(serve: argparse.ArgumentParser) -> None:
     g = serve.add_argument_group("sglang_omni engine")
     g.add_argument("--model-path", default=MODEL_PATH, help="HF id or local directory")
     g.add_argument(
@@ -144,12 +150,15 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         default=launch.health_interval,
         help=f"health check period, s; {launch.health_failures} failures in a row relaunch it",
     )
-    serve.set_defaults(run=_serve)
 
 
 def _client_arguments(p: argparse.ArgumentParser) -> None:
     """Where the running sidecar is, for the commands that talk to one."""
-    p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, DEFAULT_URL),
+        help=f"the sidecar (default ${URL_ENV}, else {DEFAULT_URL})",
+    )
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
 
 
@@ -375,9 +384,10 @@ async def _personas_rm(client: S2Client, args: argparse.Namespace) -> int:
 
 
 async def _say(client: S2Client, args: argparse.Namespace) -> int:
-    fmt = _sound_format(args.output)
+    _output_format(args.output)
     pcm = await client.synthesize(args.text, voice=args.persona)
-    sf.write(args.output, np.frombuffer(pcm, "<i2"), SAMPLE_RATE, format=fmt)
+    with outputs.SoundWriter(args.output) as out:
+        out.write(pcm)
     print(f"{args.output}: {duration_s(pcm):.2f} s")
     return 0
 
@@ -388,16 +398,16 @@ async def _narrate(client: S2Client, args: argparse.Namespace) -> int:
         text = args.script.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read the script {args.script}: {e}") from e
-    fmt = _sound_format(args.output)
+    _output_format(args.output)
     planned = parts(parse(text, cast))
     params = {"seed": args.seed} if args.seed is not None else {}
     samples, done = 0, 0
     try:
         # Written as it arrives: a long story needs no memory, and a failure keeps nothing.
-        with sf.SoundFile(args.output, "w", SAMPLE_RATE, 1, format=fmt) as out:
+        with outputs.SoundWriter(args.output) as out:
             _progress(0, len(planned), 0)
             async for part, pcm in narrate(client, planned, cast, **params):
-                out.buffer_write(pcm, dtype="int16")
+                out.write(pcm)
                 samples += len(pcm) // 2
                 if part.index > done:
                     done = part.index
@@ -410,16 +420,13 @@ async def _narrate(client: S2Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _sound_format(path: Path) -> str:
-    """libsndfile's format for the output's suffix; any other suffix is refused before a
-    request is made, so the file never holds something its name does not say."""
-    fmt = _SOUND_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise UsageError(
-            f"cannot write {path.suffix or 'a file without suffix'}; "
-            f"name the output {' or '.join('*' + s for s in _SOUND_FORMATS)}"
-        )
-    return fmt
+def _output_format(path: Path) -> None:
+    """Refuse an output whose suffix names no format, before any request: a file never holds
+    something its name does not say."""
+    try:
+        outputs.format_for(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _progress(done: int, total: int, samples: int) -> None:

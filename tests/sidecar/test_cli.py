@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import av
 import pytest
 import soundfile as sf
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
@@ -38,22 +39,24 @@ def test_say_writes_a_44k_wav(sidecar: SidecarProcess, tmp_path: Path) -> None:
     assert rate == 44100 and 0.5 < len(x) / rate < 3
 
 
-@pytest.mark.parametrize(("suffix", "kind"), [(".ogg", "OGG"), (".flac", "FLAC"), (".mp3", "MP3")])
+@pytest.mark.parametrize("suffix", [".ogg", ".aac"])
 def test_say_writes_the_format_its_output_names(
-    sidecar: SidecarProcess, tmp_path: Path, suffix: str, kind: str
+    sidecar: SidecarProcess, tmp_path: Path, suffix: str
 ) -> None:
     out = tmp_path / f"out{suffix}"
     done = cli("say", "Good morning.", "--persona", "joe", "-o", str(out), "--url", sidecar.url)
     assert done.returncode == 0, done.stderr
-    info = sf.info(out)
-    assert info.format == kind and 0.5 < info.duration < 3
+    with av.open(str(out)) as container:
+        codec = container.streams.audio[0].codec_context.name
+        seconds = sum(f.samples / f.sample_rate for f in container.decode(audio=0))
+    assert codec == {".ogg": "opus", ".aac": "aac"}[suffix] and 0.5 < seconds < 3
 
 
 def test_say_refuses_an_output_it_cannot_write_before_speaking(tmp_path: Path) -> None:
     # No sidecar at this URL: the suffix is refused before any request.
     out = tmp_path / "out.aiff"
     done = cli("say", "Hi.", "--url", "http://127.0.0.1:9", "-o", str(out))
-    assert done.returncode == 2 and "name the output *.wav or *.flac" in done.stderr
+    assert done.returncode == 2 and "name the output *.wav, *.flac, *.mp3" in done.stderr
     assert not out.exists()
 
 
@@ -146,7 +149,7 @@ def test_narrate_refuses_bad_scripts_and_casts_and_leaves_no_file(
         assert done.returncode != 0 and message in done.stderr, (message, done.stderr)
         assert not out.exists()
     done = cli("narrate", str(script), "--cast", "ava", "-o", str(tmp_path / "x.aiff"))
-    assert done.returncode == 2 and "name the output *.wav or *.flac" in done.stderr
+    assert done.returncode == 2 and "name the output *.wav, *.flac, *.mp3" in done.stderr
 
 
 def test_a_blank_api_key_is_refused(tmp_path: Path) -> None:
