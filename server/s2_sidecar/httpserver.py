@@ -176,6 +176,7 @@ async def serve(app: web.Application, host: str, port: int, settings: Settings) 
     except OSError:  # a busy port: the engine the app started must not outlive the refusal
         await runner.cleanup()
         raise
+    port = listener.sockets[0].getsockname()[1]  # the one bound, for `--port 0` too
     try:
         log.info("s2-sidecar listening on http://%s:%d", _url_host(host), port)
         log.info("persona studio: open http://%s:%d/ in a browser", _local_host(host), port)
