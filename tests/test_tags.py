@@ -163,3 +163,20 @@ def test_turns_cut_text_at_speaker_tags() -> None:
 
 def test_strip_speakers_keeps_the_other_tags() -> None:
     assert strip_speakers("<|speaker:1|> [laugh] Hi <|speaker:0|>  there.") == "[laugh] Hi there."
+
+
+def test_phoneme_markup_is_speech_shown_as_its_word() -> None:
+    met = "<|phoneme_start|>Metformin|M EH0 T F AO1 R M IH0 N<|phoneme_end|>"
+    text = f"[calm] Take {met}, twice."
+    validate(text)
+    assert strip_tags(text) == "Take Metformin, twice."
+    assert has_speech(met) and has_speech("<|phoneme_start|>R EH1 D<|phoneme_end|>")
+    assert [t.is_phonemes for t in find_tags(text)] == [False, True]
+    assert apply_style(met, "calm") == f"[calm] {met}"
+
+
+def test_repair_drops_unreadable_markup_and_keeps_its_word() -> None:
+    bad = "a <|phoneme_start|>Read|r eh1 d<|phoneme_end|> b <|phoneme_start|>oops"
+    assert repair(bad) == "a Read b oops"
+    good = "a <|phoneme_start|>Read|R EH1 D<|phoneme_end|>."
+    assert repair(good) == good
