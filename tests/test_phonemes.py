@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 import pytest
+from support.pronunciations import COMMON
 
 from s2_plugin import phonemes
 from s2_plugin.phonemes import PhonemeError
-from tests.support.pronunciations import COMMON
 
 MET = "<|phoneme_start|>Metformin|M EH0 T F AO1 R M IH0 N<|phoneme_end|>"
 
