@@ -150,7 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     narrate = sub.add_parser(
         "narrate", help="speak a script of several voices through a running sidecar"
     )
-    narrate.add_argument("script", type=Path, help="lines like 'AVA: Hello.', one per turn")
+    narrate.add_argument(
+        "script", type=Path, help="lines like 'AVA: Hello.', or S2's '<|speaker:0|> Hello.'"
+    )
     narrate.add_argument("--cast", required=True, help="personas, speaker 0 first: ava,ben")
     narrate.add_argument(
         "-o", "--output", type=Path, default=Path("story.wav"), help="wav, flac, ogg or mp3"
