@@ -25,8 +25,7 @@ class Lexicon:
     """
 
     def __init__(self, entries: Mapping[str, str] | None = None) -> None:
-        self.entries: dict[str, str] = {}
-        """Word as written -> checked Arpabet."""
+        checked: dict[str, list[str]] = {}
         for word, pronunciation in (entries or {}).items():
             if not isinstance(word, str) or not isinstance(pronunciation, str):
                 raise PhonemeError(
@@ -35,8 +34,13 @@ class Lexicon:
             word = word.strip()
             if not any(c.isalnum() for c in word) or any(c in "[]<>|\n" for c in word):
                 raise PhonemeError(f"lexicon word {word!r} is no word; write it as it is spelled")
-            self.entries[word] = phonemes.to_arpabet(pronunciation, f"lexicon entry {word!r}")
-        self._by_lower = {w.lower(): a for w, a in self.entries.items()}
+            checked[word] = phonemes.arpabet_words(pronunciation, f"lexicon entry {word!r}")
+        self._set(checked)
+
+    def _set(self, checked: dict[str, list[str]]) -> None:
+        self.entries = checked
+        """Word as written -> checked Arpabet, one item per word said."""
+        self._by_lower = {w.lower(): a for w, a in checked.items()}
         words = sorted(self._by_lower, key=len, reverse=True)
         self._pattern = (
             re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, words)) + r")(?![\w-])", re.I)
@@ -49,8 +53,10 @@ class Lexicon:
 
     def __or__(self, other: Lexicon) -> Lexicon:
         """This lexicon with `other`'s entries added; `other` wins on a word both hold."""
-        merged = {w: a for w, a in self.entries.items() if w.lower() not in other._by_lower}
-        return Lexicon({**merged, **other.entries})
+        merged = Lexicon()
+        kept = {w: a for w, a in self.entries.items() if w.lower() not in other._by_lower}
+        merged._set({**kept, **other.entries})
+        return merged
 
     def apply(self, text: str) -> str:
         """`text` with every lexicon word replaced by markup that keeps the word."""
@@ -68,5 +74,5 @@ class Lexicon:
         assert self._pattern is not None
         by_lower = self._by_lower
         return self._pattern.sub(
-            lambda m: phonemes.markup(by_lower[m.group().lower()], m.group()), text
+            lambda m: phonemes.markups(m.group(), by_lower[m.group().lower()]), text
         )

@@ -20,7 +20,7 @@ glottal stop, a French nasal vowel, a German ach-sound) makes the conversion Non
 then better said as written than said wrong.
 """
 
-# ruff: noqa: RUF001  (IPA is written in IPA letters)
+# ruff: noqa: RUF001, RUF002  (IPA is written in IPA letters)
 
 from __future__ import annotations
 
@@ -237,12 +237,23 @@ def is_arpabet(pronunciation: str) -> bool:
     )
 
 
-def to_arpabet(pronunciation: str, what: str) -> str:
-    """A pronunciation written as Arpabet or IPA, as checked Arpabet; `PhonemeError` says
-    what is wrong with `what` (the entry's name) when it is neither."""
+def arpabet_words(pronunciation: str, what: str) -> list[str]:
+    """A pronunciation written as Arpabet (one markup) or IPA (one per IPA word, as in
+    "nu ˈjɔɹk"), as checked Arpabet; `PhonemeError` says what is wrong with `what`."""
     try:
         if is_arpabet(pronunciation):
-            return check_arpabet(pronunciation)
-        return _convert(ipa_phones(pronunciation))
+            return [check_arpabet(pronunciation)]
+        ipa = pronunciation.strip()
+        if len(ipa) >= 2 and (ipa[0], ipa[-1]) in (("/", "/"), ("[", "]")):
+            ipa = ipa[1:-1]
+        words = [_convert(ipa_phones(word)) for word in ipa.split()]
+        if not words:
+            raise PhonemeError("the pronunciation is empty")
+        return words
     except PhonemeError as e:
         raise PhonemeError(f"{what}: {e}") from None
+
+
+def markups(word: str, arpabet: Sequence[str]) -> str:
+    """`word` said as the Arpabet words: one markup each, the first keeping `word`."""
+    return " ".join(markup(a, word if i == 0 else None) for i, a in enumerate(arpabet))

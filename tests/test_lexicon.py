@@ -37,7 +37,7 @@ def test_longer_entries_win_and_a_later_lexicon_overrides() -> None:
     base = Lexicon({"New York": "N UW1 Y AO1 R K", "York": "Y AO1 R K"})
     persona = Lexicon({"york": "Y AA1 R K"})
     merged = base | persona
-    assert merged.entries == {"New York": "N UW1 Y AO1 R K", "york": "Y AA1 R K"}
+    assert merged.entries == {"New York": ["N UW1 Y AO1 R K"], "york": ["Y AA1 R K"]}
     assert tags.strip_tags(merged.apply("New York or York")) == "New York or York"
     assert "Y AA1 R K" in merged.apply("York")
     assert not Lexicon() and merged
@@ -56,3 +56,11 @@ def test_a_bad_entry_is_refused_with_the_word(entries: dict[str, str], message: 
     with pytest.raises(PhonemeError, match=None) as e:
         Lexicon(entries)
     assert message in str(e.value)
+
+
+def test_an_ipa_entry_of_several_words_is_one_markup_per_word_keeping_the_phrase() -> None:
+    out = Lexicon({"New York": "/nu ˈjɔɹk/"}).apply("New York!")
+    assert out == (
+        "<|phoneme_start|>New York|N UW1<|phoneme_end|> <|phoneme_start|>Y AO1 R K<|phoneme_end|>!"
+    )
+    assert tags.strip_tags(out) == "New York!"

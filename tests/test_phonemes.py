@@ -98,12 +98,17 @@ def test_markup_keeps_the_word_and_checks_the_arpabet() -> None:
 
 @pytest.mark.parametrize(
     ("entry", "arpabet"),
-    [("R EH1 D", "R EH1 D"), ("ɹɛd", "R EH1 D"), (" R   IY1 D ", "R IY1 D")],
+    [
+        ("R EH1 D", ["R EH1 D"]),
+        ("ɹɛd", ["R EH1 D"]),
+        (" R   IY1 D ", ["R IY1 D"]),
+        ("/nu ˈjɔɹk/", ["N UW1", "Y AO1 R K"]),
+    ],
 )
-def test_a_pronunciation_is_arpabet_or_ipa(entry: str, arpabet: str) -> None:
-    assert phonemes.to_arpabet(entry, "read") == arpabet
+def test_a_pronunciation_is_arpabet_or_ipa(entry: str, arpabet: list[str]) -> None:
+    assert phonemes.arpabet_words(entry, "read") == arpabet
 
 
 def test_an_unwritable_pronunciation_names_the_phone() -> None:
     with pytest.raises(PhonemeError, match="Bach: Arpabet has no phone for IPA 'x'"):
-        phonemes.to_arpabet("bɑːx", "Bach")
+        phonemes.arpabet_words("bɑːx", "Bach")
