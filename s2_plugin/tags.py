@@ -128,6 +128,33 @@ def _unbalanced(text: str) -> str | None:
     return None
 
 
+_MASK = 0xE000  # Unicode's private use area: no text transform reads or writes it
+_MASK_RE = re.compile("[\ue000-\uf8ff]")
+
+
+def mask(text: str) -> tuple[str, list[str]]:
+    """`text` with each tag (cue, speaker tag, phoneme markup) as one private-use character,
+    and the tags, for `unmask`: a text transform between the two (numbers to words,
+    acronyms spelt out) cannot touch them ("<|speaker:1|>" is no "<|speaker:one|>")."""
+    found: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        found.append(m.group())
+        return chr(_MASK + len(found) - 1)
+
+    return _TAG_RE.sub(hide, text), found
+
+
+def unmask(text: str, found: list[str]) -> str:
+    """`text` with the tags `mask` hid put back (one a transform dropped stays dropped)."""
+
+    def show(m: re.Match[str]) -> str:
+        i = ord(m.group()) - _MASK
+        return found[i] if i < len(found) else m.group()
+
+    return _MASK_RE.sub(show, text)
+
+
 def strip_tags(text: str) -> str:
     """The words alone, for transcripts and the LLM context: tags removed, spacing tidied."""
     bare = _TAG_RE.sub(" ", phonemes.show(text))

@@ -10,6 +10,7 @@ from s2_plugin.tags import (
     apply_style,
     find_tags,
     has_speech,
+    mask,
     repair,
     speaker_of,
     speaker_tag,
@@ -17,6 +18,7 @@ from s2_plugin.tags import (
     strip_speakers,
     strip_tags,
     turns,
+    unmask,
     validate,
 )
 
@@ -180,3 +182,14 @@ def test_repair_drops_unreadable_markup_and_keeps_its_word() -> None:
     assert repair(bad) == "a Read b oops"
     good = "a <|phoneme_start|>Read|R EH1 D<|phoneme_end|>."
     assert repair(good) == good
+
+
+def test_masked_tags_survive_a_transform_and_come_back() -> None:
+    text = "<|speaker:1|> Call 555 [whisper] now. <|phoneme_start|>R EH1 D<|phoneme_end|> 2"
+    masked, found = mask(text)
+    assert not find_tags(masked) and len(found) == 3 and "speaker" not in masked
+    assert unmask(masked.replace("555", "five five five").replace("2", "two"), found) == (
+        "<|speaker:1|> Call five five five [whisper] now. "
+        "<|phoneme_start|>R EH1 D<|phoneme_end|> two"
+    )
+    assert unmask("\ue005 kept", found) == "\ue005 kept"  # not one of ours
