@@ -37,6 +37,21 @@ class Lexicon:
             checked[word] = phonemes.arpabet_words(pronunciation, f"lexicon entry {word!r}")
         self._set(checked)
 
+    @classmethod
+    def usable(cls, entries: Mapping[str, str]) -> tuple[Lexicon, list[str]]:
+        """The entries that can be said, and the words of those that cannot (a phone Arpabet
+        has no symbol for): as Pipecat does, those are reported and said as written."""
+        good: dict[str, str] = {}
+        bad: list[str] = []
+        for word, pronunciation in entries.items():
+            try:
+                cls({word: pronunciation})
+            except PhonemeError:
+                bad.append(word)
+            else:
+                good[word] = pronunciation
+        return cls(good), bad
+
     def _set(self, checked: dict[str, list[str]]) -> None:
         self.entries = checked
         """Word as written -> checked Arpabet, one item per word said."""
