@@ -17,6 +17,7 @@ import soundfile as sf
 from s2_plugin.audio import duration_s, wav_bytes
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona, PersonaError, load_personas
+from s2_plugin.phonemes import PhonemeError
 from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, DEFAULT_VOICE, SAMPLE_RATE
 from s2_plugin.script import narrate, parse, parts
 from s2_sidecar import benchmark, doctor, voices
@@ -26,6 +27,7 @@ from s2_sidecar.engines.sglang_process import MODEL_PATH, Launch
 from s2_sidecar.errors import SidecarError
 from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
+from s2_sidecar.pronunciations import Pronunciations
 from s2_sidecar.settings import Settings
 from s2_sidecar.store import PersonaStore
 
@@ -73,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         help="auto (default): S2 on SGLang-Omni where a GPU and the package exist, else preview",
     )
     serve.add_argument("--personas", type=Path, help="personas TOML file to register at start")
+    serve.add_argument(
+        "--pronunciations", type=Path, help="pronunciations TOML file to load at start"
+    )
     serve.add_argument("--store", type=Path, default=default_store(), help="persona directory")
     serve.add_argument(
         "--api-key",
@@ -195,6 +200,11 @@ def _serve(args: argparse.Namespace) -> int:
             store.register(
                 persona.name, persona.clip_bytes(), persona.transcript, persona.style, replace=True
             )
+    if args.pronunciations:
+        try:
+            Pronunciations(store.root).load_file(args.pronunciations)
+        except PhonemeError as e:
+            raise UsageError(str(e)) from e
     engine = _make_engine(args, metrics)
     if not engine.preview:  # S2 without a reference speaks in a new random voice each time
         voices.ensure_default(store)
