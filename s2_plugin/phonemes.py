@@ -2,6 +2,9 @@
 
 S2-Pro's tokenizer holds the two markers as special tokens (SGLang-Omni 0.1.9,
 `models/fishaudio_s2_pro/fish_speech/tokenizer.py`: PHONEME_START_TOKEN, PHONEME_END_TOKEN),
+which reach the model from the request's text as they are (`models/fishaudio_s2_pro/
+tokenizer.py`, `InferencePromptEncoder.append_text`: the HF tokenizer reads added special tokens
+in text, as it reads `<|speaker:N|>`),
 and Fish documents English phoneme control as CMU Arpabet between them: uppercase symbols
 split by spaces, a vowel's stress as a digit (0 none, 1 primary, 2 secondary); IPA is not read.
 
