@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -12,10 +13,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
-from s2_plugin.audio import duration_s, wav_bytes
-from s2_plugin.client import S2Client, S2Error
+from s2_plugin.audio import duration_s
+from s2_plugin.client import S2Client, S2Error, S2StatusError
 from s2_plugin.personas import Persona, PersonaError, load_personas
 from s2_plugin.phonemes import PhonemeError
 from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, DEFAULT_VOICE, SAMPLE_RATE
@@ -29,11 +31,14 @@ from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
 from s2_sidecar.pronunciations import Pronunciations
 from s2_sidecar.settings import Settings
-from s2_sidecar.store import PersonaStore
+from s2_sidecar.store import VOICE_EXISTS, PersonaStore
 
 log = logging.getLogger("s2_sidecar")
 
 API_KEY_ENV = "S2_SIDECAR_API_KEY"
+_SOUND_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+"""Output files `say` and `narrate` write, by suffix (44.1 kHz; ogg is Vorbis)."""
+_FORMATS_HELP = "the suffix picks the format: " + ", ".join(s[1:] for s in _SOUND_FORMATS)
 
 
 def default_store() -> Path:
@@ -62,8 +67,24 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s2-sidecar", description=__doc__)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(required=True, metavar="COMMAND")
+    _serve_arguments(sub.add_parser("serve", help="run the sidecar"))
+    _personas_arguments(sub.add_parser("personas", help="manage the personas of a running sidecar"))
+    _say_arguments(sub.add_parser("say", help="speak a line through a running sidecar"))
+    _narrate_arguments(
+        sub.add_parser("narrate", help="speak a script of several voices through a running sidecar")
+    )
+    download = sub.add_parser("download", help=f"fetch {MODEL_PATH} from Hugging Face")
+    download.add_argument("--model", default=MODEL_PATH)
+    download.add_argument("--revision", default=None)
+    download.set_defaults(run=_download)
+    doctor.add_arguments(sub.add_parser("doctor", help=doctor.HELP), default_store())
+    benchmark.add_arguments(
+        sub.add_parser("bench", help=benchmark.HELP), os.environ.get(API_KEY_ENV)
+    )
+    return p
 
-    serve = sub.add_parser("serve", help="run the sidecar")
+
+def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--host", default="127.0.0.1", help="default 127.0.0.1; any other needs --api-key"
     )
@@ -92,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a voice name that stands for a persona, e.g. alloy=joe (OpenAI's clients send "
         "only OpenAI's voice names); repeatable",
     )
-    lim = serve.add_argument_group("limits (see the README, 'Limits and timeouts')")
+    lim = serve.add_argument_group("limits (see docs/api.md, 'Limits and timeouts')")
     d = Settings()
     for flag, kind, default, what in (
         ("--header-timeout", float, d.header_timeout, "s to send request headers"),
@@ -130,9 +151,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
-    personas = sub.add_parser("personas", help="manage the personas of a running sidecar")
-    personas.add_argument("--url", default=DEFAULT_URL)
-    personas.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+
+def _client_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the running sidecar is, for the commands that talk to one."""
+    p.add_argument("--url", default=DEFAULT_URL)
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+
+
+def _personas_arguments(personas: argparse.ArgumentParser) -> None:
+    _client_arguments(personas)
     psub = personas.add_subparsers(required=True, metavar="ACTION")
     add = psub.add_parser("add", help="register a persona from a clip and its transcript")
     add.add_argument("name")
@@ -147,37 +174,24 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     rm.set_defaults(run=lambda a: _client_run(a, _personas_rm))
 
-    say = sub.add_parser("say", help="speak a line through a running sidecar into a WAV file")
+
+def _say_arguments(say: argparse.ArgumentParser) -> None:
     say.add_argument("text")
     say.add_argument("--persona", default=DEFAULT_VOICE)
-    say.add_argument("-o", "--output", type=Path, default=Path("out.wav"))
-    say.add_argument("--url", default=DEFAULT_URL)
-    say.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+    say.add_argument("-o", "--output", type=Path, default=Path("out.wav"), help=_FORMATS_HELP)
+    _client_arguments(say)
     say.set_defaults(run=lambda a: _client_run(a, _say))
 
-    narrate = sub.add_parser(
-        "narrate", help="speak a script of several voices through a running sidecar"
-    )
+
+def _narrate_arguments(narrate: argparse.ArgumentParser) -> None:
     narrate.add_argument(
         "script", type=Path, help="lines like 'AVA: Hello.', or S2's '<|speaker:0|> Hello.'"
     )
     narrate.add_argument("--cast", required=True, help="personas, speaker 0 first: ava,ben")
-    narrate.add_argument(
-        "-o", "--output", type=Path, default=Path("story.wav"), help="wav, flac, ogg or mp3"
-    )
+    narrate.add_argument("-o", "--output", type=Path, default=Path("story.wav"), help=_FORMATS_HELP)
     narrate.add_argument("--seed", type=int, default=None)
-    narrate.add_argument("--url", default=DEFAULT_URL)
-    narrate.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+    _client_arguments(narrate)
     narrate.set_defaults(run=lambda a: _client_run(a, _narrate))
-
-    download = sub.add_parser("download", help=f"fetch {MODEL_PATH} from Hugging Face")
-    download.add_argument("--model", default=MODEL_PATH)
-    download.add_argument("--revision", default=None)
-    download.set_defaults(run=_download)
-
-    doctor.add_command(sub, default_store())
-    benchmark.add_command(sub, os.environ.get(API_KEY_ENV))
-    return p
 
 
 # --- serve ---------------------------------------------------------------------------------
@@ -227,7 +241,15 @@ def _serve(args: argparse.Namespace) -> int:
         settings=settings,
         aliases=_aliases(args.voice_alias),
     )
-    asyncio.run(serve(app, args.host, args.port, settings))
+    try:
+        asyncio.run(serve(app, args.host, args.port, settings))
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        raise UsageError(
+            f"port {args.port} on {args.host} is in use (is an s2-sidecar already running? "
+            "`s2-sidecar doctor` says); stop what uses it, or pass --port"
+        ) from None
     return 0
 
 
@@ -330,7 +352,15 @@ def _client_run(args: argparse.Namespace, command: ClientCommand) -> int:
 
 async def _personas_add(client: S2Client, args: argparse.Namespace) -> int:
     persona = Persona(args.name, args.clip, args.transcript, args.style)
-    info = await client.register(persona, replace=args.replace)
+    try:
+        info = await client.register(persona, replace=args.replace)
+    except S2StatusError as e:
+        if e.code != VOICE_EXISTS:
+            raise
+        raise UsageError(
+            f"persona {args.name!r} exists with a different clip, transcript or style; "
+            "add --replace to overwrite it, or pick another name"
+        ) from None
     print(f"{info.name}: {info.duration_s:.1f} s, sha256 {info.sha256[:12]}")
     for warning in info.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -338,7 +368,14 @@ async def _personas_add(client: S2Client, args: argparse.Namespace) -> int:
 
 
 async def _personas_list(client: S2Client, args: argparse.Namespace) -> int:
-    for info in await client.list_voices():
+    found = await client.list_voices()
+    if not found:
+        print(
+            f"no personas on {args.url} yet: add one with `s2-sidecar personas add NAME CLIP "
+            f"--transcript TEXT`, or in the studio at {args.url}/",
+            file=sys.stderr,
+        )
+    for info in found:
         style = f" [{info.style}]" if info.style else ""
         print(f"{info.name}\t{info.duration_s:.1f} s{style}\t{info.transcript[:60]}")
     return 0
@@ -350,8 +387,9 @@ async def _personas_rm(client: S2Client, args: argparse.Namespace) -> int:
 
 
 async def _say(client: S2Client, args: argparse.Namespace) -> int:
+    fmt = _sound_format(args.output)
     pcm = await client.synthesize(args.text, voice=args.persona)
-    args.output.write_bytes(wav_bytes(pcm))
+    sf.write(args.output, np.frombuffer(pcm, "<i2"), SAMPLE_RATE, format=fmt)
     print(f"{args.output}: {duration_s(pcm):.2f} s")
     return 0
 
@@ -362,12 +400,7 @@ async def _narrate(client: S2Client, args: argparse.Namespace) -> int:
         text = args.script.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read the script {args.script}: {e}") from e
-    fmt = _SOUND_FORMATS.get(args.output.suffix.lower())
-    if fmt is None:
-        raise UsageError(
-            f"cannot write {args.output.suffix or 'a file without suffix'}; "
-            f"name the output {' or '.join('*' + s for s in _SOUND_FORMATS)}"
-        )
+    fmt = _sound_format(args.output)
     planned = parts(parse(text, cast))
     params = {"seed": args.seed} if args.seed is not None else {}
     samples, done = 0, 0
@@ -389,7 +422,16 @@ async def _narrate(client: S2Client, args: argparse.Namespace) -> int:
     return 0
 
 
-_SOUND_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+def _sound_format(path: Path) -> str:
+    """libsndfile's format for the output's suffix; any other suffix is refused before a
+    request is made, so the file never holds something its name does not say."""
+    fmt = _SOUND_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(
+            f"cannot write {path.suffix or 'a file without suffix'}; "
+            f"name the output {' or '.join('*' + s for s in _SOUND_FORMATS)}"
+        )
+    return fmt
 
 
 def _progress(done: int, total: int, samples: int) -> None:

@@ -59,13 +59,17 @@ def test_bench_against_the_preview_sidecar(tmp_path: Path) -> None:
     sweep = report["sweep"]
     assert [(lv["streams"], lv["requests"], lv["errors"]) for lv in sweep] == [(1, 1, 0), (2, 2, 0)]
     assert all(0 <= lv["gap_free"] <= 1 and lv["ttfa_p95_ms"] >= lv["ttfa_p50_ms"] for lv in sweep)
-    assert "TTFA p50 ms" in table and "Fish Audio ~100 ms" in table
+    assert report["engine"] == "preview"
+    # Labelled loudly, and never printed beside S2's published numbers.
+    assert table.startswith("PREVIEW ENGINE") and "not S2-Pro" in table
+    assert "TTFA p50 ms" in table and "Fish Audio" not in table
     assert b"bench-" not in voices  # its persona is removed afterwards
 
 
 def test_bench_against_a_bare_sglang_omni(standin: str) -> None:
-    _, report = bench(standin, "--streams", "1,4", "--rounds", "2", "--warm-runs", "2")
+    table, report = bench(standin, "--streams", "1,4", "--rounds", "2", "--warm-runs", "2")
     assert report["target"] == "sglang-omni"
+    assert "Fish Audio ~100 ms" in table and "PREVIEW" not in table
     assert [(lv["streams"], lv["requests"], lv["errors"]) for lv in report["sweep"]] == [
         (1, 2, 0),
         (4, 8, 0),

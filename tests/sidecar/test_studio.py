@@ -1,7 +1,8 @@
 """The persona studio page, driven in a real headless Chromium against the real sidecar process.
 
-Chromium is Debian's (`make install` installs it); Playwright only drives it. Each test saves
-a screenshot of the page into $S2_STUDIO_SCREENSHOTS, or its pytest tmp dir when unset.
+The browser is the one support/browser.py finds; without one these tests are skipped, except
+in CI (CI=true), where `make test` installs Debian's chromium and a missing one fails. Each
+test saves a screenshot of the page into $S2_STUDIO_SCREENSHOTS, or its pytest tmp dir.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from s2_sidecar import studio
-from support.browser import launch
+from support import browser as browsers
 from support.sidecar import PERSONAS_TOML, SidecarProcess
 from support.signals import speechlike
 
@@ -34,10 +35,31 @@ TAGGED = "Hello there. [whisper] Can you keep a secret?"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if browsers.find() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(browsers.HOW)
+        pytest.skip(browsers.HOW)
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = browsers.launch(p)
         yield browser
         browser.close()
+
+
+def test_the_browser_is_found_on_path_or_named_by_s2_browser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chrome = tmp_path / "google-chrome"
+    chrome.write_text("#!/bin/sh\n")
+    chrome.chmod(0o755)
+    monkeypatch.delenv(browsers.ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert browsers.find() == str(chrome)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv(browsers.ENV, str(chrome))
+    assert browsers.find() == str(chrome)
+    monkeypatch.setenv(browsers.ENV, str(tmp_path / "nothing"))
+    with pytest.raises(FileNotFoundError, match=browsers.ENV):
+        browsers.find()
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,7 @@ class SidecarProcess:
         api_key: str | None = None,
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        program: Sequence[str] = (sys.executable, "-m", "s2_sidecar"),
     ) -> None:
         self.store = store
         self.engine = engine
@@ -56,6 +57,7 @@ class SidecarProcess:
         self.api_key = api_key
         self.args = list(args)
         self.env = env or {}
+        self.program = list(program)
         self.port = free_port()
         self.log_path = store.parent / f"sidecar-{self.port}.log"
         self.persona = TEST_PERSONA if personas == PERSONAS_TOML else None
@@ -70,7 +72,7 @@ class SidecarProcess:
         return self._proc.pid if self._proc else None
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "s2_sidecar", "serve", "--engine", self.engine]
+        cmd = [*self.program, "serve", "--engine", self.engine]
         cmd += ["--port", str(self.port), "--store", str(self.store)]
         if self.personas:
             cmd += ["--personas", str(self.personas)]
