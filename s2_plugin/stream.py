@@ -5,6 +5,11 @@ when it is done, and iterate the events. Each segment the segmenter cuts becomes
 up to `ahead` requests are open at once, so the next sentence is generated while the current
 one plays, and audio still comes out strictly in segment order, resampled once to the
 framework's rate with the resampler flushed at every segment end.
+
+A `transform` (the frameworks' text transforms, a pronunciation lexicon) is applied to each
+segment just before it is requested: there every word is whole, which a token stream is not
+("Met" + "formin"), and the events keep the text as it came, so transcripts and word timings
+show what the LLM wrote.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import contextlib
 import dataclasses
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -90,7 +95,7 @@ class SegmentStart:
 
     index: int
     text: str
-    """The text sent to S2, tags included."""
+    """The segment as written (before the stream's transform), tags included."""
     transcript: str
     """The same text without tags: what will be said."""
     speaker: int = 0
@@ -103,7 +108,7 @@ class SegmentEnd:
 
     index: int
     text: str
-    """The text sent to S2, tags included."""
+    """The segment as written (before the stream's transform), tags included."""
     transcript: str
     """The same text without tags: what was said."""
     samples: int
@@ -153,6 +158,7 @@ class SpeechStream:
         sample_rate: int = SAMPLE_RATE,
         ahead: int = 2,
         segmenter: Segmenter | None = None,
+        transform: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         if ahead < 1:
             raise ValueError(f"ahead must be at least 1 (requests open at once), got {ahead}")
@@ -160,6 +166,7 @@ class SpeechStream:
         self._options = options if callable(options) else (lambda: options)
         self._ahead = ahead
         self._segmenter = segmenter or Segmenter()
+        self._transform = transform
         self._resampler = StreamResampler(SAMPLE_RATE, sample_rate)
         self.sample_rate = sample_rate
         self._waiting: deque[_Segment] = deque()
@@ -217,7 +224,8 @@ class SpeechStream:
     async def _fetch(self, segment: _Segment, options: SpeechOptions) -> None:
         segment.sent_at = time.perf_counter()
         try:
-            text, fields = options.request(Segment(segment.text, segment.speaker))
+            said = await self._transform(segment.text) if self._transform else segment.text
+            text, fields = options.request(Segment(said, segment.speaker))
             async for pcm in self._client.speech(text, connection=segment.connection, **fields):
                 if segment.first_at is None:
                     segment.first_at = time.perf_counter()

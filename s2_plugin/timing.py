@@ -12,6 +12,7 @@ alignment of the preview voice (these weights were chosen there: mean boundary e
 
 A tag is not a word: it is kept, as written, on the word after it (at the end, the one before),
 so the words joined give back the text; `WordTime.spoken` is the word without its tags.
+Phoneme markup is one word, weighed and shown as the word it keeps (`s2_plugin.phonemes`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from s2_plugin import tags
+from s2_plugin import phonemes, tags
 from s2_plugin.audio import samples
 from s2_plugin.stream import AudioChunk, SegmentEnd, StreamEvent
 
@@ -30,6 +31,8 @@ __all__ = ["WordClock", "WordTime", "speech_span", "word_times"]
 _FRAME_S = 0.01
 _QUIET = 1 / 20
 _VOWELS = re.compile(r"[aeiouy]+", re.I)
+# A word: a run without spaces, phoneme markup (whose Arpabet holds spaces) taken whole.
+_WORD_RE = re.compile(f"(?:{phonemes.MARKUP_RE.pattern}|\\S)+")
 _PAUSE = {",": 3.0, ";": 3.0, ":": 3.0, ".": 5.0, "!": 5.0, "?": 5.0}
 
 
@@ -71,7 +74,7 @@ def _words(text: str) -> list[str]:
     """`text` split at spaces, each tag-only piece joined to the word after it (or before)."""
     words: list[str] = []
     pending = ""
-    for piece in text.split():
+    for piece in (m.group() for m in _WORD_RE.finditer(text)):
         if tags.has_speech(piece):
             words.append(f"{pending} {piece}".lstrip())
             pending = ""

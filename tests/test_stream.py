@@ -6,6 +6,7 @@ import pytest
 from support.pcm_server import expected_samples, level, pcm_server
 
 from s2_plugin.client import S2Client, S2StatusError
+from s2_plugin.lexicon import Lexicon
 from s2_plugin.personas import PersonaError
 from s2_plugin.protocol import SAMPLING_FIELDS, SpeechRequest
 from s2_plugin.segment import Segment
@@ -248,3 +249,19 @@ async def test_aclose_from_another_task_ends_the_readers_loop(mid_audio: bool) -
 def test_speech_settings_are_the_wire_sampling_fields_and_style() -> None:
     assert set(SPEECH_SETTINGS) == {"style", *SAMPLING_FIELDS}
     assert set(SPEECH_SETTINGS) <= set(SpeechRequest.model_fields)
+
+
+async def test_the_transform_sees_whole_words_and_the_events_keep_the_text_as_written() -> None:
+    lexicon = Lexicon({"Metformin": "M EH0 T F AO1 R M IH0 N"})
+
+    async def pronounce(text: str) -> str:
+        return lexicon.apply(text)
+
+    reply = "Take your Metformin with food. Metformin works best that way, they say."
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"), transform=pronounce)
+        events = await speak(stream, reply)  # in 4-character tokens: "Metf" + "ormi" + "n"
+    sent = [r["input"] for r in server.requests]
+    assert " ".join(sent).count("<|phoneme_start|>Metformin|M EH0 T F AO1 R M IH0 N") == 2
+    ends = [e for e in events if isinstance(e, SegmentEnd)]
+    assert " ".join(e.transcript for e in ends) == reply

@@ -69,3 +69,11 @@ def test_the_clock_times_each_segment_from_the_replys_first_sample() -> None:
     assert [(w.word, w.start_s, w.end_s) for w in words] == [
         ("Three.", pytest.approx(1.0, abs=0.011), pytest.approx(1.5, abs=0.011))
     ]
+
+
+def test_phoneme_markup_is_one_word_shown_as_the_word_it_keeps() -> None:
+    met = "<|phoneme_start|>Metformin|M EH0 T F AO1 R M IH0 N<|phoneme_end|>"
+    pcm = float_to_pcm16(tone(1.0))
+    words = word_times(f"Take {met}, twice.", pcm, RATE)
+    assert [w.spoken for w in words] == ["Take", "Metformin,", "twice."]
+    assert words[1].word == f"{met},"

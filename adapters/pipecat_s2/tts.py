@@ -19,14 +19,18 @@ from pipecat.frames.frames import CancelFrame, ErrorFrame, Frame, StartFrame, TT
 from pipecat.processors.frameworks.rtvi import BotOutputTransformResult
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
+from pipecat.utils.text.base_text_aggregator import TextType
+from pipecat.utils.text.phonemes import ipa_phones, normalize_ipa
+from pipecat.utils.text.transforms.text_transform import TextTransform
 from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import NOT_GIVEN, NotGiven, assert_given
 
+from s2_plugin import phonemes
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
 from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SpeechOptions, SpeechStream
-from s2_plugin.tags import strip_tags
+from s2_plugin.tags import mask, strip_tags, unmask
 from s2_plugin.timing import WordClock
 from s2_plugin.voices import Voices
 
@@ -183,6 +187,12 @@ class S2TTSService(TTSService):
                   off a slow first audio (a cold GPU, a queue); a request this slow fails with
                   its own, clearer, read-timeout error first.
 
+                - ``text_transforms`` (Pipecat's ``VoiceFormatter``, a
+                  ``pronunciation_transform_ipa``) run on each segment just before it is
+                  sent, where words are whole, rather than on each LLM token. S2 reads
+                  pronunciations (`format_pronunciation`) on every engine, so
+                  ``supports_pronunciations`` stays true.
+
         Raises:
             TypeError: For an argument `TTSService` does not take, or one this service sets
                 itself (how text is aggregated and how text frames are pushed).
@@ -212,6 +222,11 @@ class S2TTSService(TTSService):
         if settings is not None:
             default_settings.apply_update(settings)
 
+        # Applied per segment (`_transform`), where words are whole; Pipecat's own place for
+        # them, in token mode, is every LLM token ("Met" + "formin").
+        self._segment_transforms: list[tuple[TextType | str, TextTransform]] = list(
+            kwargs.pop("text_transforms", None) or []
+        )
         kwargs.setdefault("stop_frame_timeout_s", read_timeout + 2.0)
         super().__init__(
             text_aggregation_mode=TextAggregationMode.TOKEN,
@@ -239,6 +254,70 @@ class S2TTSService(TTSService):
             TTFA and usage are reported.
         """
         return True
+
+    @classmethod
+    def format_pronunciation(cls, word: str, ipa: str) -> str | None:
+        """Render a word's IPA as S2's phoneme markup: CMU Arpabet with stress.
+
+        Pipecat's IPA parser splits the phones; the core writes them as Arpabet, one markup
+        per IPA word, the first keeping ``word`` so transcripts and captions show the word.
+
+        Args:
+            word: The word as it appears in the text.
+            ipa: How to pronounce it, in IPA, e.g. ``"ɹɛd"``.
+
+        Returns:
+            The markup, or None when Arpabet has no symbol for one of its phones (a
+            glottal stop, a nasal vowel): Pipecat then says the word as written.
+        """
+        arpabet = [phonemes.arpabet_from_phones(ipa_phones(w)) for w in normalize_ipa(ipa).split()]
+        if not arpabet or None in arpabet:
+            return None
+        return phonemes.markups(word, [a for a in arpabet if a is not None])
+
+    def add_text_transformer(
+        self,
+        transform_function: TextTransform,
+        text_type: TextType | str = "*",
+        *,
+        aggregation_type: TextType | str | None = None,
+    ) -> None:
+        """Transform each segment's text just before it is sent (see ``text_transforms``).
+
+        Args:
+            transform_function: ``async (text, text_type) -> text``.
+            text_type: ``"*"`` or ``"sentence"``: segments are sentence-like.
+            aggregation_type: Deprecated name of ``text_type``.
+        """
+        self._segment_transforms.append((aggregation_type or text_type, transform_function))
+
+    def remove_text_transformer(
+        self,
+        transform_function: TextTransform,
+        text_type: TextType | str = "*",
+        *,
+        aggregation_type: TextType | str | None = None,
+    ) -> None:
+        """Remove a transform added with ``text_transforms`` or `add_text_transformer`.
+
+        Args:
+            transform_function: The transform to remove.
+            text_type: The type it was registered for.
+            aggregation_type: Deprecated name of ``text_type``.
+        """
+        kind = aggregation_type or text_type
+        self._segment_transforms = [
+            t for t in self._segment_transforms if t != (kind, transform_function)
+        ]
+
+    async def _transform(self, text: str) -> str:
+        """A segment's text through the text transforms, in order, as Pipecat runs them;
+        its tags are hidden from them (`tags.mask`), so none is rewritten."""
+        masked, found = mask(text)
+        for kind, transform in self._segment_transforms:
+            if kind in ("*", TextType.SENTENCE):
+                masked = await transform(masked, TextType.SENTENCE)
+        return unmask(masked, found)
 
     async def start(self, frame: StartFrame) -> None:
         """Start the service and register its persona in the background.
@@ -338,7 +417,11 @@ class S2TTSService(TTSService):
             reply.finished = True
             return f"{self} cannot register persona {self._voices.failed!r}: {e}"
         reply.stream = SpeechStream(
-            self._client, self._speech_options, sample_rate=self.sample_rate, ahead=self._ahead
+            self._client,
+            self._speech_options,
+            sample_rate=self.sample_rate,
+            ahead=self._ahead,
+            transform=self._transform,
         )
         reply.task = self.create_task(self._play(reply), name=f"{self}::play")
         return None

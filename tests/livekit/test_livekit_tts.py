@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, get_args
@@ -20,7 +19,6 @@ from typing import Any, get_args
 import aiohttp
 import pytest
 import pytest_asyncio
-from livekit import rtc
 from livekit.agents import (
     Agent,
     AgentSession,
@@ -33,10 +31,10 @@ from livekit.agents import (
     tts,
 )
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
-from livekit.agents.voice import io
 from livekit.plugins import s2
 from s2_sidecar.clips import pitch_hz
 from support.cast import plain, who
+from support.livekit_audio import RATE, CaptureAudioOutput
 from support.pcm_server import pcm_server
 from support.proxy import RecordingProxy
 from support.sidecar import ROOT, SidecarProcess, free_port
@@ -51,52 +49,10 @@ from s2_plugin.segment import Segmenter
 from s2_plugin.stream import SPEECH_SETTINGS
 from s2_plugin.tags import strip_tags
 
-RATE = 24000
 MAX_WER = 0.4
 """The preview voice is deterministic; measured (3 runs under load, identical each time):
 0.08 (say), 0.20 (streamed reply), 0.15 (chunked). The worst plus 0.2."""
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
-
-
-class CaptureAudioOutput(io.AudioOutput):
-    """An audio sink that keeps every frame and "plays" it the moment it is flushed."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            label="capture",
-            capabilities=io.AudioOutputCapabilities(pause=False),
-            sample_rate=RATE,
-        )
-        self.frames: list[rtc.AudioFrame] = []
-        self.first_frame = asyncio.Event()
-        self.first_words = asyncio.Event()
-        self._pushed = 0.0
-
-    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
-        await super().capture_frame(frame)
-        if not self._pushed:
-            self.on_playback_started(created_at=time.time())
-        self._pushed += frame.duration
-        self.frames.append(frame)
-        self.first_frame.set()
-        if frame.userdata.get(USERDATA_TIMED_TRANSCRIPT):
-            self.first_words.set()
-
-    def flush(self) -> None:
-        super().flush()
-        self._finish(interrupted=False)
-
-    def clear_buffer(self) -> None:
-        self._finish(interrupted=True)
-
-    def _finish(self, *, interrupted: bool) -> None:
-        if self._pushed:
-            self.on_playback_finished(playback_position=self._pushed, interrupted=interrupted)
-            self._pushed = 0.0
-
-    def pcm(self) -> bytes:
-        assert {(f.sample_rate, f.num_channels) for f in self.frames} == {(RATE, 1)}
-        return b"".join(bytes(f.data) for f in self.frames)
 
 
 class ScriptedLLM(llm.LLM):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -32,6 +32,7 @@ from livekit.agents.utils import is_given
 
 from s2_plugin.audio import check_rate
 from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2StatusError, S2TimeoutError
+from s2_plugin.lexicon import Lexicon
 from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
@@ -51,6 +52,7 @@ class _TTSOptions:
     cast: list[str | Persona]
     speech: SpeechOptions
     sample_rate: int
+    lexicon: Lexicon = field(default_factory=Lexicon)
 
 
 class TTS(tts.TTS[None]):
@@ -93,6 +95,7 @@ class TTS(tts.TTS[None]):
         base_url: str = DEFAULT_URL,
         api_key: str | None = None,
         http_session: aiohttp.ClientSession | None = None,
+        pronunciations: Mapping[str, str] | None = None,
     ) -> None:
         """S2-Pro speech from an `s2-sidecar` (`s2-sidecar serve`).
 
@@ -115,6 +118,12 @@ class TTS(tts.TTS[None]):
             api_key: The sidecar's API key, if it was started with one.
             http_session: An aiohttp session to share; by default the job's shared session
                 (`utils.http_context`), or outside a job (scripts, tests) one of its own.
+            pronunciations: How to say words, ``{"read": "ɹɛd", "Niamh": "N IY1 V"}``: IPA
+                or CMU Arpabet, sent to S2 as its phoneme markup. Each whole word (any case) is
+                replaced in every segment just before it is sent, so ``tts_text_transforms``
+                have run and the word is whole; transcripts keep the word. A pronunciation
+                with a phone Arpabet cannot write is reported once and the word said as
+                written.
         """
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=True),
@@ -139,6 +148,7 @@ class TTS(tts.TTS[None]):
                 max_new_tokens=max_new_tokens,
             ),
             sample_rate=sample_rate,
+            lexicon=_lexicon(pronunciations or {}),
         )
         self._base_url = base_url
         self._api_key = api_key
@@ -169,8 +179,10 @@ class TTS(tts.TTS[None]):
         repetition_penalty: NotGivenOr[float | None] = NOT_GIVEN,
         seed: NotGivenOr[int | None] = NOT_GIVEN,
         max_new_tokens: NotGivenOr[int | None] = NOT_GIVEN,
+        pronunciations: NotGivenOr[Mapping[str, str] | None] = NOT_GIVEN,
     ) -> None:
-        """Change the voice or sampling; replies started after this call use it."""
+        """Change the voice, sampling or pronunciations (all of them, as in `__init__`);
+        replies started after this call use them."""
         given = locals()
         changes: dict[str, Any] = {k: given[k] for k in SPEECH_SETTINGS if is_given(given[k])}
         if isinstance(persona, str | Persona):
@@ -178,6 +190,8 @@ class TTS(tts.TTS[None]):
             changes["voice"] = _voice(persona)
             self._voices = Voices([persona, *self._opts.cast], logger.warning)
         self._opts.speech = replace(self._opts.speech, **changes)
+        if is_given(pronunciations):
+            self._opts.lexicon = _lexicon(pronunciations or {})
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
@@ -319,9 +333,27 @@ def _voice(persona: str | Persona) -> str:
     return persona if isinstance(persona, str) else persona.name
 
 
+def _lexicon(pronunciations: Mapping[str, str]) -> Lexicon:
+    lexicon, unusable = Lexicon.usable(pronunciations)
+    if unusable:
+        logger.warning(
+            "S2 cannot use these pronunciations (a phone CMU Arpabet cannot write, or not a "
+            f"word), so they will be spoken as written: {', '.join(unusable)}"
+        )
+    return lexicon
+
+
 def _speech_stream(tts: TTS, opts: _TTSOptions, conn_options: APIConnectOptions) -> SpeechStream:
+    lexicon = opts.lexicon
+
+    async def pronounce(text: str) -> str:
+        return lexicon.apply(text)
+
     return SpeechStream(
-        tts._client(conn_options.timeout), opts.speech, sample_rate=opts.sample_rate
+        tts._client(conn_options.timeout),
+        opts.speech,
+        sample_rate=opts.sample_rate,
+        transform=pronounce if lexicon else None,
     )
 
 
