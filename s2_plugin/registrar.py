@@ -21,7 +21,10 @@ from collections.abc import Callable, Iterable
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona
 
-__all__ = ["Registrar", "voice_name"]
+__all__ = ["ENGINE_CHECK_TASK", "Registrar", "voice_name"]
+
+ENGINE_CHECK_TASK = "s2-engine-check"
+"""The name of the registrar's one background task (for tests that count what is left)."""
 
 
 def voice_name(voice: str | Persona) -> str:
@@ -76,7 +79,9 @@ class Registrar:
         """Ask the sidecar, once it answers, which engine it runs; in the background."""
         if self._engine_checked or (self._engine_check and not self._engine_check.done()):
             return
-        self._engine_check = asyncio.create_task(self._ask_engine(client, timeout))
+        self._engine_check = asyncio.create_task(
+            self._ask_engine(client, timeout), name=ENGINE_CHECK_TASK
+        )
 
     async def _ask_engine(self, client: S2Client, timeout: float | None) -> None:
         try:

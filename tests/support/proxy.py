@@ -131,6 +131,10 @@ class RecordingProxy:
             self._changes.changed()
 
 
+PROXY_TASK = "fault-proxy"
+"""The name of each connection's task (for tests that count what is left running)."""
+
+
 class Fault(enum.Enum):
     PASS = "pass"
     """Bytes go through both ways."""
@@ -199,6 +203,7 @@ class FaultProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        task.set_name(PROXY_TASK)
         self._tasks.add(task)
         self.accepted += 1
         self.connections += 1
