@@ -88,6 +88,10 @@ class ScriptRun:
         frames = self.up if upstream else self.down
         await self.until(lambda: sum(isinstance(f, kind) for f in frames) >= count)
 
+    async def queue(self, frame: Frame) -> None:
+        """Queue a frame from inside a step (a step that times what follows it)."""
+        await self._worker.queue_frame(frame)
+
     async def script(self, steps: Sequence[Step]) -> tuple[list[Frame], list[Frame]]:
         """Queue the frames and await the waits in order, then end the pipeline."""
         started = asyncio.Event()

@@ -150,6 +150,7 @@ class FaultProxy:
     """A TCP proxy on a fixed loopback port in front of `target`, failing as `fault` says.
 
     `connections` counts the client connections open now; `accepted` all made so far.
+    `bytes_per_s`, if set, paces what comes back (an engine generating at that speed).
     """
 
     def __init__(self, target: str) -> None:
@@ -158,6 +159,7 @@ class FaultProxy:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.fault = Fault.PASS
+        self.bytes_per_s: float | None = None
         self.connections = 0
         self.accepted = 0
         self._server: asyncio.Server | None = None
@@ -220,7 +222,8 @@ class FaultProxy:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
             try:
                 await asyncio.gather(
-                    self._pipe(reader, up_writer, writer), self._pipe(up_reader, writer, writer)
+                    self._pipe(reader, up_writer, writer),
+                    self._pipe(up_reader, writer, writer, paced=True),
                 )
             finally:
                 up_writer.close()
@@ -234,13 +237,21 @@ class FaultProxy:
             self._changes.changed()
 
     async def _pipe(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, client: asyncio.StreamWriter
+        self,
+        src: asyncio.StreamReader,
+        dst: asyncio.StreamWriter,
+        client: asyncio.StreamWriter,
+        *,
+        paced: bool = False,
     ) -> None:
-        while data := await src.read(65536):
+        size = 4096 if paced else 65536
+        while data := await src.read(size):
             if self.fault is Fault.RESET:
                 _reset(client)
                 return
             if self.fault is Fault.PASS:
+                if paced and self.bytes_per_s:
+                    await asyncio.sleep(len(data) / self.bytes_per_s)
                 dst.write(data)
                 await dst.drain()
         if self.fault is Fault.BLACKHOLE:
