@@ -5,7 +5,9 @@ segment would be); PocketSphinx aligns the known words to the audio (`set_align_
 the estimate's start and end of every word are compared with the alignment's, two ways:
 - whole segment: `word_times` on the segment's complete audio (the estimate at its best);
 - as shipped: `WordClock` fed the `SpeechStream`'s events as they arrive, one `Pace` for all
-  sentences (as a TTS keeps it), each word taken when the clock reports it. Also: how much
+  sentences (as a TTS keeps it), each word taken when the clock reports it; once with the
+  audio as the preview engine sends it (a segment at once), once paced by a proxy as S2
+  streams it while generating (`PACED_RTF`). Also: how much
   audio had been passed on when each word was reported, against when the alignment says it
   starts ("late" = the word came after the audio that speaks it had started to go out).
 The pace each sentence was spoken at (speech span per weight unit) is printed too: the mean
@@ -29,6 +31,7 @@ from pocketsphinx import Decoder
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.proxy import FaultProxy  # noqa: E402
 from support.sidecar import SidecarProcess  # noqa: E402
 
 from s2_plugin.audio import SAMPLE_RATE, resample  # noqa: E402
@@ -48,6 +51,7 @@ SENTENCES = [
     "Thank you for calling, have a wonderful day.",
 ]
 _RATE = 16000
+PACED_RTF = 0.5
 
 
 def align(pcm16k: bytes, words: list[str]) -> list[tuple[str, float, float]]:
@@ -80,32 +84,31 @@ async def streamed(client: S2Client, sentence: str, pace: Pace) -> tuple[bytes, 
     return pcm, reported
 
 
-async def main() -> None:
+async def measure(url: str, label: str) -> None:
     whole: list[float] = []
     shipped: list[float] = []
     lateness: list[float] = []
     paces: list[float] = []
     pace = Pace()
-    with tempfile.TemporaryDirectory() as tmp, SidecarProcess(Path(tmp) / "store") as sidecar:
-        async with S2Client(sidecar.url) as client:
-            for sentence in SENTENCES:
-                pcm, reported = await streamed(client, sentence, pace)
-                words = [re.sub(r"[^a-z']", "", w.lower()) for w in sentence.split()]
-                aligned = align(resample(pcm, SAMPLE_RATE, _RATE), words)
-                if [w for w, _, _ in aligned] != words:
-                    print(f"  alignment failed, skipped: {sentence!r}")
-                    continue
-                start, end = speech_span(pcm, SAMPLE_RATE)
-                paces.append((end - start) / layout(sentence).units)
-                estimate = word_times(sentence, pcm, SAMPLE_RATE)
-                for est, (_, a_start, a_end) in zip(estimate, aligned, strict=True):
-                    whole += [abs(est.start_s - a_start) * 1000, abs(est.end_s - a_end) * 1000]
-                for (word, out_s), (_, a_start, a_end) in zip(reported, aligned, strict=True):
-                    shipped += [abs(word.start_s - a_start) * 1000, abs(word.end_s - a_end) * 1000]
-                    lateness.append(max(0.0, out_s - a_start) * 1000)
+    async with S2Client(url) as client:
+        for sentence in SENTENCES:
+            pcm, reported = await streamed(client, sentence, pace)
+            words = [re.sub(r"[^a-z']", "", w.lower()) for w in sentence.split()]
+            aligned = align(resample(pcm, SAMPLE_RATE, _RATE), words)
+            if [w for w, _, _ in aligned] != words:
+                print(f"  alignment failed, skipped: {sentence!r}")
+                continue
+            start, end = speech_span(pcm, SAMPLE_RATE)
+            paces.append((end - start) / layout(sentence).units)
+            estimate = word_times(sentence, pcm, SAMPLE_RATE)
+            for est, (_, a_start, a_end) in zip(estimate, aligned, strict=True):
+                whole += [abs(est.start_s - a_start) * 1000, abs(est.end_s - a_end) * 1000]
+            for (word, out_s), (_, a_start, a_end) in zip(reported, aligned, strict=True):
+                shipped += [abs(word.start_s - a_start) * 1000, abs(word.end_s - a_end) * 1000]
+                lateness.append(max(0.0, out_s - a_start) * 1000)
     n = len(whole) // 2
-    print(f"word timing estimate vs PocketSphinx forced alignment, preview voice, {n} words")
-    for name, errors in (("whole segment", whole), ("as shipped (streaming)", shipped)):
+    print(f"{label}: {n} words")
+    for name, errors in (("whole sentence", whole), ("as shipped (streaming)", shipped)):
         print(
             f"  {name:24s} boundary error ms  mean {np.mean(errors):6.1f}"
             f"  p95 {np.percentile(errors, 95):6.1f}"
@@ -116,6 +119,15 @@ async def main() -> None:
         f" (by at most {max(late, default=0.0):.0f} ms)"
     )
     print(f"  pace s/unit  mean {np.mean(paces):.4f}  min {min(paces):.4f}  max {max(paces):.4f}")
+
+
+async def main() -> None:
+    print("word timing estimate vs PocketSphinx forced alignment, preview voice")
+    with tempfile.TemporaryDirectory() as tmp, SidecarProcess(Path(tmp) / "store") as sidecar:
+        await measure(sidecar.url, "audio as the preview engine sends it (a segment at once)")
+        async with FaultProxy(sidecar.url).running() as paced:
+            paced.bytes_per_s = SAMPLE_RATE * 2 / PACED_RTF
+            await measure(paced.url, f"audio paced as S2 streams it (RTF {PACED_RTF})")
 
 
 if __name__ == "__main__":

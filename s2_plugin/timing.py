@@ -124,6 +124,11 @@ _ONSET_RMS = 200.0
 streaming in; the segment's loudest frame, which `speech_span` measures against, is not known
 yet."""
 
+_LOOKAHEAD_S = 0.2
+"""Words due this soon after the audio received go out with it: a pace estimated slow
+would otherwise report a word after its audio (by up to 111 ms in `bench_word_timing.py`'s
+paced run without it)."""
+
 _PRIOR_S_PER_UNIT = 0.084
 """The preview voice's pace (speech span per weight unit), measured with
 `bench/bench_word_timing.py`; only the first segment a clock hears goes by it alone."""
@@ -210,8 +215,9 @@ class WordClock:
             segment.onset_s = _onset(bytes(self._pcm), self._rate)
             if segment.onset_s is None:
                 return []  # silence so far: no word starts in it
-        # Words out with this chunk: those whose estimated start falls before its end.
-        until_s = len(self._pcm) // 2 / self._rate
+        # Words out with this chunk: those whose estimated start falls before its end, or
+        # only just after it (an estimate that runs late still comes before the word).
+        until_s = len(self._pcm) // 2 / self._rate + _LOOKAHEAD_S
         unit = self._pace.per_unit
         due = []
         while segment.out < len(segment.words):

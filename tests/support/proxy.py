@@ -229,6 +229,8 @@ class FaultProxy:
                 up_writer.close()
         except (ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:
+            pass  # the proxy is stopping; asyncio's server would log a cancelled handler
         finally:
             self._open.discard(writer)
             writer.close()
