@@ -285,6 +285,8 @@ class ChunkedStream(tts.ChunkedStream):
             speech = await self._tts._speech_stream(self._opts, self._conn_options)
             speech.push_text(self._input_text)
             speech.end_input()
+            if not speech.segments and self._input_text.strip():
+                raise _nothing_to_say(self._input_text)
             await _emit(self, speech, output_emitter, self._tts._pace, self._opts.speech.cast)
         # No flush(): the base class ends the segment with the held-back tail as the final
         # frame, where a flush would add a 10 ms silent marker after the speech.
@@ -335,6 +337,8 @@ class SynthesizeStream(tts.SynthesizeStream):
             finally:
                 await utils.aio.cancel_and_wait(*tasks)
                 await speech.aclose()
+            if not speech.segments and self._pushed_text.strip():
+                raise _nothing_to_say(self._pushed_text)
         output_emitter.end_segment()
 
 
@@ -373,6 +377,18 @@ async def _emit(
             # What TTSMetrics reads; 1.8.9 has no public setter (cartesia sets them too).
             stream._acquire_time = event.connection.acquire_s
             stream._connection_reused = event.connection.reused
+
+
+def _nothing_to_say(text: str) -> APIError:
+    """Text with tags and no words: S2 has nothing to say, and a retry would say it again.
+
+    LiveKit's base classes fail a non-empty text that gave no audio, as a retryable error;
+    this one says why and is not retried (docs/conformance.md).
+    """
+    return APIError(
+        f"{text.strip()[:80]!r} holds no words to speak: a tag steers the words after it",
+        retryable=False,
+    )
 
 
 @contextlib.contextmanager
