@@ -177,7 +177,9 @@ class S2Client:
             raise S2Error("the aiohttp session given to S2Client is closed")
         else:
             # The shared session's pool, through a session of our own that carries the tracing
-            # hooks: the shared one (a LiveKit job's) is left as its owner made it.
+            # hooks: the shared one (a LiveKit job's) is left as its owner made it. Ours
+            # closes with that pool (aiohttp's `closed` reads the connector), so an owner that
+            # closes its session leaves nothing of ours open.
             connector = self._shared.connector
         self._session = aiohttp.ClientSession(
             connector=connector,

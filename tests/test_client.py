@@ -1,4 +1,6 @@
 import asyncio
+import gc
+import warnings
 
 import aiohttp
 import numpy as np
@@ -11,6 +13,7 @@ from s2_plugin.client import (
     ConnectionTiming,
     S2Client,
     S2ConnectionError,
+    S2Error,
     S2StatusError,
     S2TimeoutError,
     S2UnreachableError,
@@ -205,3 +208,18 @@ async def test_each_call_may_bound_its_requests_by_its_own_timeout(call: str) ->
 
 async def collect_within(client: S2Client, timeout: float) -> list[bytes]:
     return [chunk async for chunk in client.speech(TEXT, voice="ok", timeout=timeout)]
+
+
+async def test_a_shared_session_closed_by_its_owner_leaves_nothing_of_ours_open() -> None:
+    async with pcm_server() as server:
+        shared = aiohttp.ClientSession()
+        client = S2Client(server.url, session=shared)
+        await collect(client)
+        await shared.close()  # the job ends; nobody calls client.aclose()
+        with pytest.raises(S2Error, match="is closed"):
+            await collect(client)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del client
+            gc.collect()
+    assert not [w for w in caught if "Unclosed client session" in str(w.message)]
