@@ -299,13 +299,14 @@ async def test_metrics_say_how_the_first_request_got_its_connection(
     ):
         voice.on("metrics_collected", metrics.append)
         await _speak(voice, NO_RETRY, streamed=streamed)
-    # Pooled: the health check's connection, then the first reply's, are kept for the next.
+    # Pooled: the first reply opens its connection (the engine check, beside it, its own),
+    # and the next reply reuses one.
     async with s2.TTS(persona=sidecar.persona, base_url=sidecar.url) as voice:
         voice.on("metrics_collected", metrics.append)
         for _ in range(2):
             await _speak(voice, NO_RETRY, streamed=streamed)
 
-    assert [m.connection_reused for m in metrics] == [False, True, True]
+    assert [m.connection_reused for m in metrics] == [False, False, True]
     assert all(m.acquire_time > 0 for m in metrics)
     assert {m.streamed for m in metrics} == {streamed}
 
@@ -361,15 +362,17 @@ async def _speak(voice: s2.TTS, conn_options: APIConnectOptions, *, streamed: bo
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_sidecar_down_is_a_connection_error_retried(streamed: bool) -> None:
+async def test_sidecar_down_is_a_connection_error_not_retried(streamed: bool) -> None:
+    # Nothing listens: retrying at once would only delay a FallbackAdapter's failover.
     options = APIConnectOptions(max_retry=2, retry_interval=0.0, timeout=2.0)
     async with s2.TTS(base_url=f"http://127.0.0.1:{free_port()}") as voice:
         errors = _errors(voice)
         with pytest.raises(APIConnectionError) as caught:
             await _speak(voice, options, streamed=streamed)
     assert not isinstance(caught.value, APITimeoutError)
+    assert not caught.value.retryable
     assert "cannot reach the S2 sidecar" in str(caught.value)
-    assert [e.recoverable for e in errors] == [True, True, False]
+    assert [e.recoverable for e in errors] == [False]
 
 
 @pytest.mark.parametrize("streamed", [False, True])
