@@ -7,7 +7,6 @@ import os
 import signal
 import urllib.request
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -19,28 +18,13 @@ from s2_sidecar.engines.sglang_process import Launch
 from s2_sidecar.metrics import Metrics
 from support.cast import write_personas
 from support.sidecar import SidecarProcess
-from support.upstream import Upstream, standin_args, standin_sidecar
+from support.upstream import Upstream, standin_args
 from support.waiting import until, wait_for
 
 from s2_plugin.client import S2Client, S2StatusError
 from s2_plugin.personas import load_personas
 
 TEXT = "Your order has shipped and should arrive on Friday."
-
-
-@pytest.fixture(scope="module")
-def s2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProcess, Upstream]]:
-    sidecar, upstream = standin_sidecar(tmp_path_factory.mktemp("sglang"))
-    with sidecar:
-        yield sidecar, upstream
-
-
-@pytest.fixture
-async def upstream(s2: tuple[SidecarProcess, Upstream]) -> Upstream:
-    sidecar, up = s2
-    sidecar.wait_ready()
-    await up.control(mode="ok", frame_s=0.0, stamp=False, rate=44100)
-    return up
 
 
 def expected_pcm(text: str) -> np.ndarray:

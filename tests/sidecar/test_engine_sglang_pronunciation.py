@@ -6,35 +6,17 @@ every request with 0.1.9's own request model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import aiohttp
-import pytest
 from livekit.plugins import s2 as livekit_s2
 from pipecat.frames.frames import LLMFullResponseEndFrame, LLMFullResponseStartFrame, LLMTextFrame
 from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import run_test
 from pipecat_s2 import S2TTSService
 from support.sidecar import SidecarProcess
-from support.upstream import Upstream, standin_sidecar
+from support.upstream import Upstream
 
 S2_METFORMIN = "<|phoneme_start|>M EH0 T F AO1 R M IH0 N<|phoneme_end|>"
 TEXT = "Take your Metformin with food, twice a day."
-
-
-@pytest.fixture(scope="module")
-def s2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SidecarProcess, Upstream]]:
-    sidecar, upstream = standin_sidecar(tmp_path_factory.mktemp("sglang"))
-    with sidecar:
-        yield sidecar, upstream
-
-
-@pytest.fixture
-async def upstream(s2: tuple[SidecarProcess, Upstream]) -> Upstream:
-    sidecar, up = s2
-    sidecar.wait_ready()
-    await up.control(mode="ok", frame_s=0.0, stamp=False, rate=44100)
-    return up
 
 
 async def inputs(upstream: Upstream) -> str:
