@@ -55,3 +55,14 @@ def test_the_quickstart_speaks_through_curl_and_the_cli(
     for name, kind in (("hello.mp3", "MP3"), ("hello.wav", "WAV")):
         info = sf.info(tmp_path / name)
         assert info.format == kind and info.duration > 1.0, name
+
+
+def test_every_relative_link_in_the_docs_names_a_file_that_exists() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = [
+        f"{page.relative_to(ROOT)}: {target}"
+        for page in pages
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text())
+        if not (page.parent / target).exists()
+    ]
+    assert not missing, missing
