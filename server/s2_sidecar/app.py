@@ -22,7 +22,7 @@ from s2_sidecar.bodies import model_response
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.metrics import CONTENT_TYPE, Metrics
 from s2_sidecar.middleware import api_key as api_key_middleware
-from s2_sidecar.middleware import errors
+from s2_sidecar.middleware import errors, sites
 from s2_sidecar.settings import Settings
 from s2_sidecar.speech import speech
 from s2_sidecar.state import (
@@ -55,9 +55,10 @@ def create_app(
     aliases: dict[str, str] | None = None,
 ) -> web.Application:
     """The sidecar as an aiohttp app; starting it starts the engine, cleanup stops it."""
-    middlewares = [errors] + ([api_key_middleware(api_key)] if api_key else [])
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_CLIP_BYTES + _FORM_OVERHEAD)
     settings = settings or Settings()
+    middlewares = [errors, sites(settings.allowed_hosts, settings.allowed_origins)]
+    middlewares += [api_key_middleware(api_key)] if api_key else []
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_CLIP_BYTES + _FORM_OVERHEAD)
     metrics = metrics or Metrics()
     limit = settings.max_concurrency or engine.max_concurrency
     queue = limit if settings.queue_size is None else settings.queue_size

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import shlex
@@ -26,6 +25,7 @@ from s2_sidecar.engines.sglang_process import MODEL_PATH, Launch
 from s2_sidecar.errors import SidecarError
 from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
+from s2_sidecar.middleware import is_local, served_hosts
 from s2_sidecar.settings import Settings
 from s2_sidecar.store import PersonaStore
 
@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a voice name that stands for a persona, e.g. alloy=joe (OpenAI's clients send "
         "only OpenAI's voice names); repeatable",
     )
+    for flag, what in (
+        ("--allowed-host", "a host name to serve besides localhost and loopback addresses"),
+        ("--allowed-origin", "a web page origin (https://app.example) that may change things"),
+    ):
+        serve.add_argument(flag, action="append", default=[], help=f"{what}; repeatable")
     lim = serve.add_argument_group("limits (see the README, 'Limits and timeouts')")
     d = Settings()
     for flag, kind, default, what in (
@@ -178,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     args.api_key = _api_key(args)
-    if not _is_loopback(args.host) and not args.api_key:
+    if not is_local(args.host) and not args.api_key:
         raise UsageError(
             f"refusing to listen on {args.host} without an API key: anyone who can reach it "
             f"could use the GPU and your voices; pass --api-key or set ${API_KEY_ENV}, or "
@@ -206,6 +211,8 @@ def _serve(args: argparse.Namespace) -> int:
         queue_size=args.queue_size,
         queue_wait=args.queue_wait,
         drain_timeout=args.drain_timeout,
+        allowed_hosts=served_hosts(args.host, args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
     )
     app = create_app(
         engine,
@@ -287,15 +294,6 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
     except ValueError as e:
         raise UsageError(str(e)) from e
     return SGLangOmniEngine(metrics, launch, url=args.sglang_url)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name might resolve anywhere
 
 
 # --- client commands -----------------------------------------------------------------------

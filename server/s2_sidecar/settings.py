@@ -36,3 +36,8 @@ class Settings:
     """Seconds a queued request waits for a slot before its 503."""
     drain_timeout: float = 10.0
     """Seconds after SIGTERM for streams in flight to finish before they are cut."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names served besides this machine's own (`middleware.served_hosts`); "*": any."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web page origins (`https://app.example`) besides the sidecar's own that may send
+    requests that change something."""

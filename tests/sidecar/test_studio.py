@@ -316,6 +316,9 @@ def test_with_a_key_the_page_asks_for_it_and_the_api_refuses_without_it(
     assert page.is_hidden("#key-panel")
     page.click("#speak")
     page.wait_for_selector(".take[data-state=played]")
+    page.set_input_files("#clip-file", files=[clip(12)])  # type: ignore[list-item]
+    add_persona(page, "keyed", "A clip added with the key.")  # the API's browser rules pass
+    assert page.locator("#add-result.ok").count() == 1, page.inner_text("#add-result")
 
     # Kept for this tab only: a reload keeps it, a new tab asks again; never a cookie.
     assert page.evaluate("sessionStorage.getItem('s2-sidecar-api-key')") == KEY

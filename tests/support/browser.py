@@ -28,8 +28,9 @@ FLAGS = [
 ]
 
 
-def launch(playwright: Playwright) -> Browser:
-    """The system's chromium (never Playwright's own download, which this project avoids)."""
+def launch(playwright: Playwright, *flags: str) -> Browser:
+    """The system's chromium (never Playwright's own download, which this project avoids),
+    with `FLAGS` and any more `flags`."""
     chromium = shutil.which("chromium")
     assert chromium, "the studio needs Debian's chromium; `make install` installs it"
-    return playwright.chromium.launch(executable_path=chromium, args=FLAGS)
+    return playwright.chromium.launch(executable_path=chromium, args=[*FLAGS, *flags])
