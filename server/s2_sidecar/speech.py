@@ -40,7 +40,16 @@ from s2_sidecar.encoders import Encoder
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import BadRequest, NotFound, TooLarge, Unavailable
 from s2_sidecar.references import carries_reference, inline_reference
-from s2_sidecar.state import ADMISSION, ALIASES, ENGINE, METRICS, SETTINGS, STORE, STREAMS
+from s2_sidecar.state import (
+    ADMISSION,
+    ALIASES,
+    ENGINE,
+    METRICS,
+    REGISTER_LOCK,
+    SETTINGS,
+    STORE,
+    STREAMS,
+)
 from s2_sidecar.store import StoredPersona
 
 log = logging.getLogger(__name__)
@@ -104,7 +113,9 @@ async def _persona(app: web.Application, req: SpeechRequest) -> StoredPersona | 
     reference = inline_reference(req)
     if reference is not None:
         audio, text = reference
-        return await asyncio.to_thread(app[STORE].inline, audio, text)
+        # One decode at a time, uploads' and these: each may hold up to 120 s of float32 audio.
+        async with app[REGISTER_LOCK]:
+            return await asyncio.to_thread(app[STORE].inline, audio, text)
     name = app[ALIASES].get(req.voice, req.voice)
     persona = app[STORE].find(name)
     if persona is not None or name == DEFAULT_VOICE:

@@ -31,4 +31,5 @@ ALIASES = web.AppKey("aliases", dict[str, str])
 ADMISSION = web.AppKey("admission", Admission)
 BACKGROUND = web.AppKey("background", Background)
 REGISTER_LOCK = web.AppKey("register_lock", asyncio.Lock)
+"""Held while a clip is decoded and stored (an upload, or a reference sent inline)."""
 STREAMS = web.AppKey("streams", Streams)

@@ -7,10 +7,7 @@ submits a multipart form and a `no-cors` fetch, and a page on a name that resolv
 
 from __future__ import annotations
 
-import http.client
-import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 from s2_sidecar.middleware import ANY, served_hosts
+from support import raw_http
 from support.browser import launch
 from support.sidecar import PERSONAS_TOML, SidecarProcess
 from support.waiting import wait_for
@@ -29,50 +27,19 @@ REBOUND = "rebound.test"
 """A name Chromium resolves to 127.0.0.1 here, as a rebound DNS name would."""
 
 
-def request(
-    sidecar: SidecarProcess,
-    method: str,
-    path: str,
-    *,
-    host: str | None = None,
-    headers: dict[str, str] | None = None,
-    body: bytes | None = None,
-) -> tuple[int, Any]:
-    """One raw request with exactly the Host and headers given; the status and JSON body."""
-    conn = http.client.HTTPConnection("127.0.0.1", sidecar.port, timeout=30)
-    try:
-        all_headers = {"Host": host or f"127.0.0.1:{sidecar.port}", **(headers or {})}
-        conn.request(method, path, body=body, headers=all_headers)
-        response = conn.getresponse()
-        data = response.read()
-        return response.status, json.loads(data) if data else None
-    finally:
-        conn.close()
+def request(sidecar: SidecarProcess, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    return raw_http.request(sidecar.port, method, path, **kwargs)
 
 
-def upload(
-    sidecar: SidecarProcess, name: str, headers: dict[str, str], transcript: str = "Pwned."
-) -> tuple[int, Any]:
-    """A multipart persona upload, as a form (or curl) sends it, with `replace=true`."""
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in {"name": name, "transcript": transcript, "replace": "true"}.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n".encode()
-        + CLIP
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    content_type = f"multipart/form-data; boundary={boundary}"
-    return request(
-        sidecar,
-        "POST",
-        "/v1/audio/voices",
-        headers={"Content-Type": content_type, **headers},
-        body=b"".join(parts),
-    )
+def upload(sidecar: SidecarProcess, name: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """A persona upload replacing `name`, as a form (or curl) sends it."""
+    fields: dict[str, str | bytes] = {
+        "name": name,
+        "transcript": "Pwned.",
+        "replace": "true",
+        "audio": CLIP,
+    }
+    return raw_http.upload(sidecar.port, fields, headers)
 
 
 @pytest.fixture(scope="module")
