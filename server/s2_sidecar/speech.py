@@ -69,8 +69,10 @@ async def speech(request: web.Request) -> web.StreamResponse:
     texts = segment.split(req.input, engine.max_text_chars)
     persona: StoredPersona | None
     if req.cast:
-        persona = cast.resolve(app[STORE], req.cast)
-        parts = [cast.speaker_text(t, persona, req) for t in texts]
+        members = cast.members(app[STORE], req.cast)
+        parts = [cast.speaker_text(t, members, req) for t in texts]  # refused before joining
+        directory = app[STORE].root / cast.CASTS_DIR
+        persona = await asyncio.to_thread(cast.reference, members, directory)
     else:
         persona = await _persona(app, req)
         style = req.style_tag
