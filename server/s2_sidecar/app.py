@@ -19,6 +19,7 @@ from s2_plugin.protocol import (
 from s2_sidecar import persona_routes, studio
 from s2_sidecar.admission import Admission
 from s2_sidecar.bodies import model_response
+from s2_sidecar.budget import Budget
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.metrics import CONTENT_TYPE, Metrics
 from s2_sidecar.middleware import api_key as api_key_middleware
@@ -29,6 +30,7 @@ from s2_sidecar.state import (
     ADMISSION,
     ALIASES,
     BACKGROUND,
+    BUDGET,
     ENGINE,
     METRICS,
     REGISTER_LOCK,
@@ -71,6 +73,7 @@ def create_app(
     app[ADMISSION] = Admission(limit, queue, settings.queue_wait, metrics)
     app[BACKGROUND] = Background()
     app[REGISTER_LOCK] = asyncio.Lock()
+    app[BUDGET] = Budget(settings.reference_budget)
     app.add_routes(
         [
             web.post(SPEECH_PATH, speech),

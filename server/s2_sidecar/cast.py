@@ -115,7 +115,7 @@ def _combine(members: tuple[StoredPersona, ...], directory: Path) -> StoredPerso
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
         write_atomic(path, wav)  # whole or absent, should SGLang-Omni read it meanwhile
-    return StoredPersona(info, wav, path, cast=members)
+    return StoredPersona(info, path, cast=members, data=wav)
 
 
 def transcript(members: Sequence[StoredPersona]) -> str:
@@ -142,7 +142,9 @@ def reference_frames(members: Sequence[StoredPersona]) -> int:
 
 
 def _samples(persona: StoredPersona) -> int:
-    with wave.open(io.BytesIO(persona.wav)) as w:
+    """From the clip's header alone: a cast refused for its length reads no clip."""
+    source = io.BytesIO(persona.data) if persona.data is not None else str(persona.path)
+    with wave.open(source) as w:
         return int(w.getnframes())
 
 

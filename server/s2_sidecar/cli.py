@@ -27,7 +27,7 @@ from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
 from s2_sidecar.middleware import is_local, served_hosts
 from s2_sidecar.settings import Settings
-from s2_sidecar.store import PersonaStore
+from s2_sidecar.store import MAX_PERSONAS, MAX_STORE_BYTES, PersonaStore
 
 log = logging.getLogger("s2_sidecar")
 
@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
         ("--write-timeout", float, d.write_timeout, "s a client may leave audio unread"),
         ("--keepalive-timeout", float, d.keepalive_timeout, "s an idle connection stays"),
         ("--max-connections", int, d.max_connections, "open connections at most"),
+        ("--reference-budget", int, d.reference_budget, "bytes of clips in flight, all requests"),
+        ("--max-personas", int, MAX_PERSONAS, "personas the store holds"),
+        ("--max-store-bytes", int, MAX_STORE_BYTES, "bytes of clips the store holds"),
         ("--max-concurrency", int, None, "generations at once (default: the engine's limit)"),
         ("--queue-size", int, None, "requests waiting for a slot (default: max-concurrency)"),
         ("--queue-wait", float, d.queue_wait, "s a queued request waits before its 503"),
@@ -190,7 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
             "listen on 127.0.0.1"
         )
     metrics = Metrics()
-    store = PersonaStore(args.store)
+    store = PersonaStore(args.store, max_personas=args.max_personas, max_bytes=args.max_store_bytes)
     store.load()
     if args.personas:
         for persona in load_personas(args.personas):
@@ -211,6 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
         queue_size=args.queue_size,
         queue_wait=args.queue_wait,
         drain_timeout=args.drain_timeout,
+        reference_budget=args.reference_budget,
         allowed_hosts=served_hosts(args.host, args.allowed_host),
         allowed_origins=tuple(args.allowed_origin),
     )

@@ -65,6 +65,13 @@ class UnsupportedMedia(SidecarError):
     type = "invalid_request_error"
 
 
+class InsufficientStorage(SidecarError):
+    """507: the persona store is full."""
+
+    status = 507
+    type = "invalid_request_error"
+
+
 class RequestTimeout(SidecarError):
     status = 408
     type = "invalid_request_error"

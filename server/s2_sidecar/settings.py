@@ -28,6 +28,9 @@ class Settings:
     characters: 16 KiB of UTF-8 plus its JSON)."""
     max_reference_body: int = 16 * 1024 * 1024
     """Bytes of a speech request that carries inline reference audio (base64)."""
+    reference_budget: int = 64 * 1024 * 1024
+    """Bytes of large bodies (inline reference clips, persona uploads) being read and decoded at
+    once, across all requests (each costs about three times its size); more get a 503."""
     max_concurrency: int | None = None
     """Generations at once; None takes the engine's own limit."""
     queue_size: int | None = None

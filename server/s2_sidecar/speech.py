@@ -36,6 +36,7 @@ from s2_plugin.protocol import (
     describe,
 )
 from s2_sidecar import bodies, cast, encoders
+from s2_sidecar.budget import Hold
 from s2_sidecar.encoders import Encoder
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import BadRequest, NotFound, TooLarge, Unavailable
@@ -43,6 +44,7 @@ from s2_sidecar.references import carries_reference, inline_reference
 from s2_sidecar.state import (
     ADMISSION,
     ALIASES,
+    BUDGET,
     ENGINE,
     METRICS,
     REGISTER_LOCK,
@@ -64,21 +66,25 @@ async def speech(request: web.Request) -> web.StreamResponse:
     if app[STREAMS].draining:
         app[METRICS].rejected.labels("draining").inc()
         raise Unavailable("the sidecar is shutting down; retry on another one", "draining")
-    req = await _speech_request(request)
     engine = app[ENGINE]
-    texts = segment.split(req.input, engine.max_text_chars)
-    persona: StoredPersona | None
-    if req.cast:
-        members = cast.members(app[STORE], req.cast)
-        parts = [cast.speaker_text(t, members, req) for t in texts]  # refused before joining
-        directory = app[STORE].root / cast.CASTS_DIR
-        persona = await asyncio.to_thread(cast.reference, members, directory)
-    else:
-        persona = await _persona(app, req)
-        style = req.style_tag
-        if style is None and persona is not None:
-            style = persona.info.style
-        parts = [tags.apply_style(t, style) for t in texts]
+    with app[BUDGET].hold() as hold:  # the body and its clip, until the clip is decoded
+        req = await _speech_request(request, hold)
+        texts = segment.split(req.input, engine.max_text_chars)
+        persona: StoredPersona | None
+        if req.cast:
+            members = cast.members(app[STORE], req.cast)
+            parts = [cast.speaker_text(t, members, req) for t in texts]  # refused before joining
+            directory = app[STORE].root / cast.CASTS_DIR
+            persona = await asyncio.to_thread(cast.reference, members, directory)
+        else:
+            persona = await _persona(app, req)
+            style = req.style_tag
+            if style is None and persona is not None:
+                style = persona.info.style
+            parts = [tags.apply_style(t, style) for t in texts]
+        if persona is not None:
+            persona = await asyncio.to_thread(persona.loaded)
+        req = req.model_copy(update={"references": None, "ref_audio": None})  # decoded: let go
     _require_ready(engine)
     try:
         encoder = Encoder(req.response_format, _rate(req))
@@ -88,9 +94,11 @@ async def speech(request: web.Request) -> web.StreamResponse:
         return await _respond(request, parts, persona, req, encoder)
 
 
-async def _speech_request(request: web.Request) -> SpeechRequest:
+async def _speech_request(request: web.Request, hold: Hold) -> SpeechRequest:
     settings = request.app[SETTINGS]
-    raw = await bodies.read_json(request, settings.max_reference_body)
+    raw = await bodies.read_json(
+        request, settings.max_reference_body, hold, free=settings.max_speech_body
+    )
     # Only a request that carries a clip may pass the small limit: one that cannot (no key
     # for one) is refused unparsed, one that names the key but sends no clip once parsed.
     over = len(raw) > settings.max_speech_body

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from s2_sidecar.admission import Admission
+from s2_sidecar.budget import Budget
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.metrics import Metrics
 from s2_sidecar.settings import Settings
@@ -33,3 +34,5 @@ BACKGROUND = web.AppKey("background", Background)
 REGISTER_LOCK = web.AppKey("register_lock", asyncio.Lock)
 """Held while a clip is decoded and stored (an upload, or a reference sent inline)."""
 STREAMS = web.AppKey("streams", Streams)
+BUDGET = web.AppKey("budget", Budget)
+"""Bytes of inline reference clips and persona uploads in flight (`Settings.reference_budget`)."""

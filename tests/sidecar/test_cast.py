@@ -46,7 +46,7 @@ def persona(name: str, seconds: float, value: int, transcript: str = "") -> Stor
         sha256=f"{name}-{seconds}-{value}",
         duration_s=seconds,
     )
-    return StoredPersona(info, wav_bytes(pcm), Path(f"{name}.wav"))
+    return StoredPersona(info, Path(f"{name}.wav"), data=wav_bytes(pcm))
 
 
 def pcm_of(reference: StoredPersona) -> np.ndarray:

@@ -21,14 +21,16 @@ def request(
     body: bytes | None = None,
     timeout: float = 60,
 ) -> tuple[int, Any]:
-    """One request to 127.0.0.1:`port`; its status and JSON body (None when empty)."""
+    """One request to 127.0.0.1:`port`; its status and body: parsed if JSON, None if empty."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         all_headers = {"Host": host or f"127.0.0.1:{port}", **(headers or {})}
         conn.request(method, path, body=body, headers=all_headers)
         response = conn.getresponse()
         data = response.read()
-        return response.status, json.loads(data) if data else None
+        if response.headers.get_content_type() == "application/json":
+            return response.status, json.loads(data)
+        return response.status, data or None
     finally:
         conn.close()
 
