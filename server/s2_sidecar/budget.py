@@ -9,8 +9,8 @@ from s2_sidecar.errors import Unavailable
 
 class Budget:
     """Bytes of large request bodies (inline reference clips, persona uploads) held at once,
-    across all requests: each costs about three times its size while it is parsed and decoded,
-    and 256 connections of 16 MiB each would otherwise hold 4 GiB."""
+    across all requests: each costs several times its size while it is parsed and its clip
+    decoded, and 256 connections of 16 MiB each would otherwise take gigabytes."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
