@@ -173,6 +173,30 @@ async def test_an_endless_upstream_error_is_read_only_in_part(
     assert grown < 64 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MiB"
 
 
+async def test_an_endless_outcome_document_is_read_only_in_part(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    assert sidecar.pid is not None
+    before = peak_rss(sidecar.pid)
+    answered = int(str((await upstream.state())["outcomes_answered"]))
+    await upstream.control(mode="huge_outcome")  # the audio is fine, its outcome 200 MB long
+    async with S2Client(sidecar.url) as client:
+        assert await client.synthesize(TEXT, voice="joe")
+    # The outcome is fetched after the stream, off its path; the stand-in's answer ends once
+    # sent whole (read whole, as it was) or cut off (read in part).
+    for _ in range(1000):
+        if int(str((await upstream.state())["outcomes_answered"])) > answered:
+            break
+        await asyncio.sleep(0.02)
+    assert int(str((await upstream.state())["outcomes_answered"])) > answered
+    await upstream.control(mode="ok")
+    async with S2Client(sidecar.url) as client:  # and the sidecar goes on
+        assert await client.synthesize(TEXT, voice="joe")
+    grown = peak_rss(sidecar.pid) - before
+    assert grown < 64 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MiB"
+
+
 async def test_stall_before_audio_is_a_503(
     s2: tuple[SidecarProcess, Upstream], upstream: Upstream
 ) -> None:

@@ -103,6 +103,7 @@ class StandIn:
         self.active = 0
         self.cancelled = 0
         self.completed = 0
+        self.outcomes_answered = 0
         self.stage: subprocess.Popen[bytes] | None = None
 
     def app(self) -> web.Application:
@@ -159,6 +160,7 @@ class StandIn:
                 "active": self.active,
                 "cancelled": self.cancelled,
                 "completed": self.completed,
+                "outcomes_answered": self.outcomes_answered,
                 "speech_requests": len(self.requests),
             }
         )
@@ -168,12 +170,15 @@ class StandIn:
         return web.json_response(self.requests)
 
     async def outcome(self, request: web.Request) -> web.StreamResponse:
-        if self.mode == "huge_outcome":
-            return await _huge_json(request, 200)
-        found = self.outcomes.get(request.match_info["request_id"])
-        if found is None:
-            return web.json_response({"detail": "No finished speech stream"}, status=404)
-        return web.json_response(found)
+        try:
+            if self.mode == "huge_outcome":
+                return await _huge_json(request, 200)
+            found = self.outcomes.get(request.match_info["request_id"])
+            if found is None:
+                return web.json_response({"detail": "No finished speech stream"}, status=404)
+            return web.json_response(found)
+        finally:  # sent whole, or cut off by the client
+            self.outcomes_answered += 1
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
         raw = await request.text()
