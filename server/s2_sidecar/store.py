@@ -39,6 +39,9 @@ MAX_STORE_BYTES = 1024**3
 """Bytes of persona clips a store holds at most (`--max-store-bytes`): about 200 of the longest
 (60 s, 5.3 MB), 600 of S2's best length (20 s)."""
 
+VOICE_EXISTS = "voice_exists"
+"""The code of the 409 for a name taken by other content (the CLI words it as `--replace`)."""
+
 
 @dataclass(frozen=True)
 class StoredPersona:
@@ -161,7 +164,7 @@ class PersonaStore:
             raise Conflict(
                 f"persona {name!r} exists with a different clip, transcript or style; "
                 "send replace=true to overwrite it, or pick another name",
-                "voice_exists",
+                VOICE_EXISTS,
             )
         self._check_room(name, 0)  # before the decode, which is the costly part
         clip = clips.prepare(audio)
