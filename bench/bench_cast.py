@@ -96,9 +96,9 @@ def bench_prompt(tmp: Path, toml: Path) -> None:
         store.register(p.name, p.clip_bytes(), p.transcript)
     print("S2 prompt per segment (reference frames + text tokens, estimated as the sidecar does):")
     for names in (["ava"], ["ben"], CAST[:2], CAST):
-        ref = cast.resolve(store, names)
-        frames = cast.reference_frames(ref)
-        text = cast.PROMPT_TEMPLATE_TOKENS + cast.text_tokens(ref.info.transcript)
+        members = cast.members(store, names)
+        frames = cast.reference_frames(members)
+        text = cast.PROMPT_TEMPLATE_TOKENS + cast.text_tokens(cast.transcript(members))
         print(f"  {'+'.join(names):12s} {frames:5d} frames + {text:4d} tokens = {frames + text}")
 
 

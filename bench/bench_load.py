@@ -131,7 +131,8 @@ def bench_shutdown(tmp: Path, clients: int = 10) -> None:
         s = socket.create_connection(("127.0.0.1", sidecar.port))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(
-            b"POST /v1/audio/speech HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+            b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body) + body
         )
         socks.append(s)

@@ -51,6 +51,10 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed"
 HEADER_SAMPLE_RATE = "X-Sample-Rate"
 HEADER_REQUEST_ID = "X-Request-Id"
 HEADER_ENGINE = "X-S2-Engine"
+HEADER_CLIENT = "X-S2-Client"
+"""What a browser's request that changes something must carry (the studio sends it): no form
+on another site can send it, and a fetch that adds it must first ask the sidecar (a CORS
+preflight), which it refuses. Clients outside a browser need not send it."""
 
 
 ResponseFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]

@@ -19,10 +19,11 @@ from s2_plugin.protocol import (
 from s2_sidecar import persona_routes, pronunciation_routes, studio
 from s2_sidecar.admission import Admission
 from s2_sidecar.bodies import model_response
+from s2_sidecar.budget import Budget
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.metrics import CONTENT_TYPE, Metrics
 from s2_sidecar.middleware import api_key as api_key_middleware
-from s2_sidecar.middleware import errors
+from s2_sidecar.middleware import errors, sites
 from s2_sidecar.pronunciations import Pronunciations
 from s2_sidecar.settings import Settings
 from s2_sidecar.speech import speech
@@ -30,6 +31,7 @@ from s2_sidecar.state import (
     ADMISSION,
     ALIASES,
     BACKGROUND,
+    BUDGET,
     ENGINE,
     METRICS,
     PRONUNCIATIONS,
@@ -57,9 +59,10 @@ def create_app(
     aliases: dict[str, str] | None = None,
 ) -> web.Application:
     """The sidecar as an aiohttp app; starting it starts the engine, cleanup stops it."""
-    middlewares = [errors] + ([api_key_middleware(api_key)] if api_key else [])
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_CLIP_BYTES + _FORM_OVERHEAD)
     settings = settings or Settings()
+    middlewares = [errors, sites(settings.allowed_hosts, settings.allowed_origins)]
+    middlewares += [api_key_middleware(api_key)] if api_key else []
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_CLIP_BYTES + _FORM_OVERHEAD)
     metrics = metrics or Metrics()
     limit = settings.max_concurrency or engine.max_concurrency
     queue = limit if settings.queue_size is None else settings.queue_size
@@ -73,6 +76,7 @@ def create_app(
     app[BACKGROUND] = Background()
     app[REGISTER_LOCK] = asyncio.Lock()
     app[PRONUNCIATIONS] = Pronunciations(store.root)
+    app[BUDGET] = Budget(settings.reference_budget)
     app.add_routes(
         [
             web.post(SPEECH_PATH, speech),

@@ -7,18 +7,28 @@ import asyncio
 from aiohttp import web
 from pydantic import BaseModel
 
-from s2_sidecar.errors import BadRequest, RequestTimeout, TooLarge, UnsupportedMedia, error_json
+from s2_sidecar.budget import Hold
+from s2_sidecar.errors import (
+    BadRequest,
+    RequestTimeout,
+    TooLarge,
+    UnsupportedMedia,
+    error_json,
+)
 from s2_sidecar.state import SETTINGS
 
 
-async def read_json(request: web.Request, limit: int) -> bytes:
-    """A JSON request's raw body as UTF-8, within `limit` bytes."""
+async def read_json(
+    request: web.Request, limit: int, hold: Hold | None = None, free: int = 0
+) -> bytes:
+    """A JSON request's raw body as UTF-8, within `limit` bytes; past `free` bytes its size
+    is held in `hold`."""
     if request.content_type != "application/json":
         raise UnsupportedMedia(
             f"send the request as application/json, not {request.content_type!r}",
             "unsupported_media_type",
         )
-    raw = await read(request, limit)
+    raw = await read(request, limit, hold, free)
     charset = (request.charset or "utf-8").lower()
     if charset in ("utf-8", "utf8"):
         return raw
@@ -30,10 +40,13 @@ async def read_json(request: web.Request, limit: int) -> bytes:
         raise BadRequest(f"the body is not valid {charset} ({e})", "bad_charset") from e
 
 
-async def read(request: web.Request, limit: int) -> bytes:
-    """The request body, refused (413) past `limit` bytes before reading it all."""
+async def read(request: web.Request, limit: int, hold: Hold | None = None, free: int = 0) -> bytes:
+    """The request body, refused (413) past `limit` bytes before reading it all; past `free`
+    bytes its size is held in `hold` (a 503 when the budget is spent) as it arrives."""
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(too_large(request.content_length, limit), "body_too_large")
+    if hold is not None and (request.content_length or 0) > free:
+        hold.grow(request.content_length or 0)
     data = bytearray()
     timeout = request.app[SETTINGS].body_timeout
     try:
@@ -42,6 +55,8 @@ async def read(request: web.Request, limit: int) -> bytes:
                 data += chunk
                 if len(data) > limit:
                     raise TooLarge(too_large(len(data), limit), "body_too_large")
+                if hold is not None and len(data) > free:
+                    hold.grow(len(data))
     except TimeoutError as e:
         raise RequestTimeout(
             f"the body took longer than {timeout:g} s to arrive", "body_timeout"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import threading
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,9 +46,9 @@ PROMPT_TEMPLATE_TOKENS = 48
 ("convert the provided text to speech reference to the following: ..."), `<|voice|>`."""
 
 
-def resolve(store: PersonaStore, names: Sequence[str]) -> StoredPersona:
-    """The reference for a cast request: one persona's own, or the cast's combined one."""
-    members = []
+def members(store: PersonaStore, names: Sequence[str]) -> tuple[StoredPersona, ...]:
+    """The cast's personas, speaker 0 first; a name not registered is refused."""
+    found = []
     for name in names:
         member = store.find(name)
         if member is None:
@@ -57,41 +58,54 @@ def resolve(store: PersonaStore, names: Sequence[str]) -> StoredPersona:
                 "register it first or fix the name",
                 "unknown_cast_member",
             )
-        members.append(member)
-    return members[0] if len(members) == 1 else combined(members, store.root / CASTS_DIR)
+        found.append(member)
+    return tuple(found)
+
+
+def reference(members: Sequence[StoredPersona], directory: Path) -> StoredPersona:
+    """The reference for a cast request: one persona's own, or the cast's combined one (built
+    here: call it off the event loop, once `check_context` has passed)."""
+    return members[0] if len(members) == 1 else combined(members, directory)
 
 
 CASTS_DIR = "casts"
 """Under the persona store, which a local SGLang-Omni may read: the combined clips."""
 
+KEEP_BYTES = 64 * 1024 * 1024
+"""Combined clips kept, in memory and in `CASTS_DIR`: about five of the longest that fit S2's
+context (3000 frames, 12 MiB each); the least recently used beyond this are dropped."""
+
 _COMBINED: dict[tuple[str, ...], StoredPersona] = {}
-_KEEP = 32
+_LOCK = threading.Lock()
 
 
 def combined(members: Sequence[StoredPersona], directory: Path) -> StoredPersona:
     """The cast's one reference: speaker N is `members[N]`; the same bytes for the same cast.
 
     Its clip is also written to `directory` (once: the name holds the content hash), for an
-    engine that sends references by path.
+    engine that sends references by path; the files of casts dropped from memory are removed.
     """
     key = (str(directory), *(f"{m.name}:{m.info.sha256}" for m in members))
-    reference = _COMBINED.get(key)
-    if reference is None:
-        if len(_COMBINED) >= _KEEP:
+    with _LOCK:
+        reference = _COMBINED.pop(key, None)
+        if reference is None:
+            reference = _combine(tuple(members), directory)
+        _COMBINED[key] = reference  # most recently used last
+        while sum(len(r.wav) for r in _COMBINED.values()) > KEEP_BYTES and len(_COMBINED) > 1:
             del _COMBINED[next(iter(_COMBINED))]
-        reference = _COMBINED[key] = _combine(tuple(members), directory)
+        kept = {r.path for r in _COMBINED.values()}
+        for path in directory.glob("cast.*.wav"):
+            if path not in kept:
+                path.unlink(missing_ok=True)
     return reference
 
 
 def _combine(members: tuple[StoredPersona, ...], directory: Path) -> StoredPersona:
     pcm = b"".join(_padded(_pcm(m.wav)) for m in members)
-    text = "\n".join(
-        (tags.speaker_tag(i) if i else "") + m.info.transcript for i, m in enumerate(members)
-    )
     digest = hashlib.sha256("\n".join(m.info.sha256 for m in members).encode())
     info = VoiceInfo(
         name="+".join(m.name for m in members),
-        transcript=text,
+        transcript=transcript(members),
         sha256=digest.hexdigest(),
         duration_s=round(duration_s(pcm), 3),
     )
@@ -101,7 +115,14 @@ def _combine(members: tuple[StoredPersona, ...], directory: Path) -> StoredPerso
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
         write_atomic(path, wav)  # whole or absent, should SGLang-Omni read it meanwhile
-    return StoredPersona(info, wav, path, cast=members)
+    return StoredPersona(info, path, cast=members, data=wav)
+
+
+def transcript(members: Sequence[StoredPersona]) -> str:
+    """The combined reference's text: `textA\\n<|speaker:1|>textB...`."""
+    return "\n".join(
+        (tags.speaker_tag(i) if i else "") + m.info.transcript for i, m in enumerate(members)
+    )
 
 
 def _pcm(wav: bytes) -> bytes:
@@ -114,9 +135,17 @@ def _padded(pcm: bytes) -> bytes:
     return pcm + bytes(-len(pcm) % frame)
 
 
-def reference_frames(reference: StoredPersona) -> int:
-    """Codec frames the reference's audio becomes in the prompt."""
-    return math.ceil(len(_pcm(reference.wav)) / 2 / FRAME_SAMPLES)
+def reference_frames(members: Sequence[StoredPersona]) -> int:
+    """Codec frames the members' combined reference becomes in the prompt, from their clips'
+    lengths alone (each padded to whole frames), without joining them."""
+    return sum(math.ceil(_samples(m) / FRAME_SAMPLES) for m in members)
+
+
+def _samples(persona: StoredPersona) -> int:
+    """From the clip's header alone: a cast refused for its length reads no clip."""
+    source = io.BytesIO(persona.data) if persona.data is not None else str(persona.path)
+    with wave.open(source) as w:
+        return int(w.getnframes())
 
 
 def text_tokens(text: str) -> int:
@@ -128,19 +157,19 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text.encode()) / 3)
 
 
-def check_context(reference: StoredPersona, text: str, max_new_tokens: int | None) -> None:
-    """Refuse a request whose prompt plus generation would not fit S2's context.
+def check_context(members: Sequence[StoredPersona], text: str, max_new_tokens: int | None) -> None:
+    """Refuse a request whose prompt plus generation would not fit S2's context; before the
+    members' clips are joined, so a cast that cannot fit costs no memory or disk.
 
     SGLang-Omni does not refuse one: it shrinks `max_new_tokens` to what is left, down to 1
     (`make_tts_scheduler_adapters` in `request_builders.py`), and the speech is cut short.
     """
-    frames = reference_frames(reference)
-    prompt = PROMPT_TEMPLATE_TOKENS + text_tokens(reference.info.transcript) + text_tokens(text)
+    frames = reference_frames(members)
+    prompt = PROMPT_TEMPLATE_TOKENS + text_tokens(transcript(members)) + text_tokens(text)
     generation = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
     total = frames + prompt + generation
     if total < CONTEXT_TOKENS:
         return
-    members = reference.cast or (reference,)
     who = describe_cast([m.name for m in members])
     seconds = frames * FRAME_SAMPLES / SAMPLE_RATE
     raise BadRequest(
@@ -153,7 +182,7 @@ def check_context(reference: StoredPersona, text: str, max_new_tokens: int | Non
     )
 
 
-def speaker_text(text: str, reference: StoredPersona, request: SpeechRequest) -> str:
+def speaker_text(text: str, members: Sequence[StoredPersona], request: SpeechRequest) -> str:
     """The input of a cast request, checked against S2's context.
 
     A leading `<|speaker:0|>` is dropped: SGLang-Omni opens every input with one itself. The
@@ -162,5 +191,5 @@ def speaker_text(text: str, reference: StoredPersona, request: SpeechRequest) ->
     """
     text = text.strip().removeprefix(tags.speaker_tag(0)).lstrip()
     text = tags.apply_style(text, request.style)
-    check_context(reference, text, request.max_new_tokens)
+    check_context(members, text, request.max_new_tokens)
     return text

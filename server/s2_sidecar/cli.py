@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import ipaddress
 import logging
 import os
 import shlex
@@ -26,9 +25,10 @@ from s2_sidecar.engines.sglang_process import MODEL_PATH, Launch
 from s2_sidecar.errors import SidecarError
 from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
+from s2_sidecar.middleware import is_local, served_hosts
 from s2_sidecar.pronunciations import Pronunciations
 from s2_sidecar.settings import Settings
-from s2_sidecar.store import VOICE_EXISTS, PersonaStore
+from s2_sidecar.store import MAX_PERSONAS, MAX_STORE_BYTES, VOICE_EXISTS, PersonaStore
 
 log = logging.getLogger("s2_sidecar")
 
@@ -110,6 +110,11 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="a voice name that stands for a persona, e.g. alloy=joe (OpenAI's clients send "
         "only OpenAI's voice names); repeatable",
     )
+    for flag, what in (
+        ("--allowed-host", "a host name to serve besides localhost and loopback addresses"),
+        ("--allowed-origin", "a web page origin (https://app.example) that may change things"),
+    ):
+        serve.add_argument(flag, action="append", default=[], help=f"{what}; repeatable")
     _limit_arguments(serve)
     _sglang_arguments(serve)
     serve.set_defaults(run=_serve)
@@ -124,6 +129,9 @@ def _limit_arguments(serve: argparse.ArgumentParser) -> None:
         ("--write-timeout", float, d.write_timeout, "s a client may leave audio unread"),
         ("--keepalive-timeout", float, d.keepalive_timeout, "s an idle connection stays"),
         ("--max-connections", int, d.max_connections, "open connections at most"),
+        ("--reference-budget", int, d.reference_budget, "bytes of clips in flight, all requests"),
+        ("--max-personas", int, MAX_PERSONAS, "personas the store holds"),
+        ("--max-store-bytes", int, MAX_STORE_BYTES, "bytes of clips the store holds"),
         ("--max-concurrency", int, None, "generations at once (default: the engine's limit)"),
         ("--queue-size", int, None, "requests waiting for a slot (default: max-concurrency)"),
         ("--queue-wait", float, d.queue_wait, "s a queued request waits before its 503"),
@@ -208,14 +216,14 @@ def _narrate_arguments(narrate: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     args.api_key = _api_key(args)
-    if not _is_loopback(args.host) and not args.api_key:
+    if not is_local(args.host) and not args.api_key:
         raise UsageError(
             f"refusing to listen on {args.host} without an API key: anyone who can reach it "
             f"could use the GPU and your voices; pass --api-key or set ${API_KEY_ENV}, or "
             "listen on 127.0.0.1"
         )
     metrics = Metrics()
-    store = PersonaStore(args.store)
+    store = PersonaStore(args.store, max_personas=args.max_personas, max_bytes=args.max_store_bytes)
     store.load()
     if args.personas:
         for persona in load_personas(args.personas):
@@ -241,6 +249,9 @@ def _serve(args: argparse.Namespace) -> int:
         queue_size=args.queue_size,
         queue_wait=args.queue_wait,
         drain_timeout=args.drain_timeout,
+        reference_budget=args.reference_budget,
+        allowed_hosts=served_hosts(args.host, args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
     )
     app = create_app(
         engine,
@@ -330,15 +341,6 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
     except ValueError as e:
         raise UsageError(str(e)) from e
     return SGLangOmniEngine(metrics, launch, url=args.sglang_url)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name might resolve anywhere
 
 
 # --- client commands -----------------------------------------------------------------------

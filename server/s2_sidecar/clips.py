@@ -15,7 +15,7 @@ import soundfile as sf
 
 from s2_plugin.audio import duration_s, float_to_pcm16, resample, samples, wav_bytes
 from s2_plugin.protocol import SAMPLE_RATE
-from s2_sidecar.errors import BadRequest
+from s2_sidecar.errors import BadRequest, UnsupportedMedia
 
 MIN_S, MAX_S = 3.0, 60.0
 """Hard limits on speech duration (after trimming)."""
@@ -52,15 +52,62 @@ class Clip:
         return wav_bytes(self.pcm, SAMPLE_RATE)
 
 
+_MAGIC = frozenset({b"RIFF", b"fLaC", b"OggS"})
+"""The containers accepted (WAV, FLAC and OGG, as the README offers), by their first bytes;
+libsndfile reads many more, whose rarer parsers have a long CVE history."""
+_LIBSNDFILE_FORMATS = frozenset({"WAV", "WAVEX", "FLAC", "OGG"})
+_CODECS = frozenset(
+    {"PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "VORBIS", "OPUS"}
+)
+"""Inside those: plain PCM, Vorbis or Opus; not the ADPCM and GSM decoders a WAV may name."""
+
+MAX_RAW_S = 2 * MAX_S
+"""Seconds of recording decoded at most: the longest speech plus as much silence around it."""
+MAX_DECODED_SAMPLES = int(MAX_RAW_S * 48000 * 2)
+"""Samples (frames x channels) decoded at most: 120 s of 48 kHz stereo, 46 MB as float32."""
+MIN_RATE = 8000
+_UNKNOWN_LENGTH = 2**63 - 1
+"""libsndfile's frame count for a stream that does not say (a FLAC written to a pipe); it
+cannot read one to its end (a failed seek), and a decoder told nothing cannot be bounded."""
+
+
 def decode(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode WAV/FLAC/OGG bytes to mono float64 samples and their rate."""
+    """Decode WAV/FLAC/OGG bytes to mono float32 samples and their rate.
+
+    The container, rate, channels and length are checked from the header before anything is
+    decoded, and no more than the header's frames are decoded: a few KiB of FLAC can declare
+    (and hold) hours of constant samples, or 2^36 of them.
+    """
+    if data[:4] not in _MAGIC:
+        raise UnsupportedMedia(
+            "the clip is not a WAV, FLAC or OGG file; convert it to one of those "
+            "(e.g. `ffmpeg -i clip.m4a clip.wav`)",
+            "audio_format",
+        )
     try:
-        x, rate = sf.read(io.BytesIO(data), dtype="float64", always_2d=True)
+        info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise _undecodable() from e
+    if info.format not in _LIBSNDFILE_FORMATS or info.subtype not in _CODECS:
+        raise UnsupportedMedia(
+            f"the clip is {info.format_info} holding {info.subtype_info}; upload a WAV "
+            "(PCM), FLAC or OGG (Vorbis or Opus) file",
+            "audio_format",
+        )
+    if info.frames >= _UNKNOWN_LENGTH:
         raise BadRequest(
-            "the clip could not be decoded as audio; upload a WAV, FLAC or OGG file",
-            "audio_undecodable",
-        ) from e
+            f"the {info.format} file does not say how long it is (written to a pipe?); "
+            "convert it to WAV (e.g. `ffmpeg -i clip.flac clip.wav`)",
+            "audio_length_unknown",
+        )
+    frames = _max_frames(info.samplerate, info.channels)
+    if info.frames > frames:
+        raise _too_long(info.frames, info.samplerate, frames)
+    try:
+        # Never more than the header's frames (soundfile stops there), now known to be few.
+        x, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise _undecodable() from e
     missing = _wav_missing_bytes(data)
     if missing:
         raise BadRequest(
@@ -75,7 +122,33 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
             "the clip holds NaN or infinite samples (a broken float WAV); export it again",
             "audio_not_finite",
         )
-    return x.mean(axis=1), rate
+    return x.mean(axis=1), info.samplerate
+
+
+def _max_frames(rate: int, channels: int) -> int:
+    if rate < MIN_RATE or channels < 1:
+        raise BadRequest(
+            f"the clip's header says {rate} Hz and {channels} channels; record at "
+            f"{MIN_RATE} Hz or more (44.1 or 48 kHz is best)",
+            "audio_format",
+        )
+    return min(int(MAX_RAW_S * rate), MAX_DECODED_SAMPLES // channels)
+
+
+def _undecodable() -> BadRequest:
+    return BadRequest(
+        "the clip could not be decoded as audio; upload a WAV, FLAC or OGG file",
+        "audio_undecodable",
+    )
+
+
+def _too_long(frames: int, rate: int, limit: int) -> BadRequest:
+    return BadRequest(
+        f"the clip holds {frames / rate:.1f} s of audio ({frames} frames at {rate} Hz); "
+        f"upload at most {limit / rate:.0f} s (speech of {GOOD_MIN_S:.0f}-"
+        f"{GOOD_MAX_S:.0f} s is best)",
+        "audio_too_long",
+    )
 
 
 def _wav_missing_bytes(data: bytes) -> int:

@@ -33,6 +33,18 @@ class Unauthorized(SidecarError):
         self.headers["WWW-Authenticate"] = 'Bearer realm="s2-sidecar"'
 
 
+class Forbidden(SidecarError):
+    status = 403
+    type = "permission_error"
+
+
+class Misdirected(SidecarError):
+    """421: the Host is not one this sidecar serves."""
+
+    status = 421
+    type = "permission_error"
+
+
 class NotFound(SidecarError):
     status = 404
     type = "not_found_error"
@@ -50,6 +62,13 @@ class TooLarge(SidecarError):
 
 class UnsupportedMedia(SidecarError):
     status = 415
+    type = "invalid_request_error"
+
+
+class InsufficientStorage(SidecarError):
+    """507: the persona store is full."""
+
+    status = 507
     type = "invalid_request_error"
 
 

@@ -12,7 +12,7 @@ from s2_plugin.personas import MAX_CLIP_BYTES
 from s2_plugin.protocol import VoiceList
 from s2_sidecar.bodies import model_response
 from s2_sidecar.errors import BadRequest, RequestTimeout, TooLarge, UnsupportedMedia
-from s2_sidecar.state import ALIASES, BACKGROUND, REGISTER_LOCK, SETTINGS, STORE
+from s2_sidecar.state import ALIASES, BACKGROUND, BUDGET, REGISTER_LOCK, SETTINGS, STORE
 from s2_sidecar.warmup import warm
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,21 @@ async def upload_voice(request: web.Request) -> web.Response:
     SGLang-Omni's names work too: `audio_sample` for audio, `ref_text` for transcript;
     its `consent` and `speaker_description` are accepted and logged, not stored.
     """
-    form = await _form(request)
-    data = _clip(form)
     app = request.app
-    async with app[REGISTER_LOCK]:
-        persona, changed = await asyncio.to_thread(
-            app[STORE].register,
-            _field(form, "name"),
-            data,
-            _field(form, "transcript") or _field(form, "ref_text"),
-            _field(form, "style") or None,
-            replace=_field(form, "replace").lower() in ("1", "true", "yes"),
-        )
+    with app[BUDGET].hold() as hold:
+        # aiohttp holds the whole form in memory: its size is held before it is read.
+        hold.grow(request.content_length or request.client_max_size)
+        form = await _form(request)
+        data = _clip(form)
+        async with app[REGISTER_LOCK]:
+            persona, changed = await asyncio.to_thread(
+                app[STORE].register,
+                _field(form, "name"),
+                data,
+                _field(form, "transcript") or _field(form, "ref_text"),
+                _field(form, "style") or None,
+                replace=_field(form, "replace").lower() in ("1", "true", "yes"),
+            )
     if changed:
         log.info(
             "registered persona %s (%.1f s)%s",

@@ -28,6 +28,10 @@ class Settings:
     characters: 16 KiB of UTF-8 plus its JSON)."""
     max_reference_body: int = 16 * 1024 * 1024
     """Bytes of a speech request that carries inline reference audio (base64)."""
+    reference_budget: int = 32 * 1024 * 1024
+    """Bytes of large bodies (inline reference clips, persona uploads) being read and decoded at
+    once, across all requests; more get a 503. A 16 MiB body costs about 90 MB while it is
+    parsed and its clip decoded: two of the largest at once, or thirty of 1 MiB."""
     max_concurrency: int | None = None
     """Generations at once; None takes the engine's own limit."""
     queue_size: int | None = None
@@ -36,3 +40,8 @@ class Settings:
     """Seconds a queued request waits for a slot before its 503."""
     drain_timeout: float = 10.0
     """Seconds after SIGTERM for streams in flight to finish before they are cut."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names served besides this machine's own (`middleware.served_hosts`); "*": any."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web page origins (`https://app.example`) besides the sidecar's own that may send
+    requests that change something."""

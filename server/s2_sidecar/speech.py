@@ -36,6 +36,7 @@ from s2_plugin.protocol import (
     describe,
 )
 from s2_sidecar import bodies, cast, encoders
+from s2_sidecar.budget import Hold
 from s2_sidecar.encoders import Encoder
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import BadRequest, NotFound, TooLarge, Unavailable
@@ -43,9 +44,11 @@ from s2_sidecar.references import carries_reference, inline_reference
 from s2_sidecar.state import (
     ADMISSION,
     ALIASES,
+    BUDGET,
     ENGINE,
     METRICS,
     PRONUNCIATIONS,
+    REGISTER_LOCK,
     SETTINGS,
     STORE,
     STREAMS,
@@ -64,22 +67,29 @@ async def speech(request: web.Request) -> web.StreamResponse:
     if app[STREAMS].draining:
         app[METRICS].rejected.labels("draining").inc()
         raise Unavailable("the sidecar is shutting down; retry on another one", "draining")
-    req = await _speech_request(request)
     engine = app[ENGINE]
-    persona: StoredPersona | None
-    if req.cast:
-        persona = cast.resolve(app[STORE], req.cast)
-        # A `NAME: line` script as S2's own form; each turn with its speaker's lexicon.
-        text = app[PRONUNCIATIONS].apply(script.tagged(req.input, req.cast), req.cast)
-        parts = [cast.speaker_text(t, persona, req) for t in _texts(text, engine)]
-    else:
-        persona = await _persona(app, req)
-        voice = persona.name if persona is not None else app[ALIASES].get(req.voice, req.voice)
-        texts = _texts(app[PRONUNCIATIONS].apply(req.input, [voice]), engine)
-        style = req.style_tag
-        if style is None and persona is not None:
-            style = persona.info.style
-        parts = [tags.apply_style(t, style) for t in texts]
+    with app[BUDGET].hold() as hold:  # the body and its clip, until the clip is decoded
+        req = await _speech_request(request, hold)
+        persona: StoredPersona | None
+        if req.cast:
+            members = cast.members(app[STORE], req.cast)
+            # A `NAME: line` script as S2's own form; each turn with its speaker's lexicon.
+            text = app[PRONUNCIATIONS].apply(script.tagged(req.input, req.cast), req.cast)
+            # Checked against S2's context before the members' clips are joined.
+            parts = [cast.speaker_text(t, members, req) for t in _texts(text, engine)]
+            directory = app[STORE].root / cast.CASTS_DIR
+            persona = await asyncio.to_thread(cast.reference, members, directory)
+        else:
+            persona = await _persona(app, req)
+            voice = persona.name if persona is not None else app[ALIASES].get(req.voice, req.voice)
+            texts = _texts(app[PRONUNCIATIONS].apply(req.input, [voice]), engine)
+            style = req.style_tag
+            if style is None and persona is not None:
+                style = persona.info.style
+            parts = [tags.apply_style(t, style) for t in texts]
+        if persona is not None:
+            persona = await asyncio.to_thread(persona.loaded)
+        req = req.model_copy(update={"references": None, "ref_audio": None})  # decoded: let go
     _require_ready(engine)
     try:
         encoder = Encoder(req.response_format, _rate(req))
@@ -95,9 +105,11 @@ def _texts(text: str, engine: Engine) -> list[str]:
     return [phonemes.to_s2(t) for t in segment.split(text, engine.max_text_chars)]
 
 
-async def _speech_request(request: web.Request) -> SpeechRequest:
+async def _speech_request(request: web.Request, hold: Hold) -> SpeechRequest:
     settings = request.app[SETTINGS]
-    raw = await bodies.read_json(request, settings.max_reference_body)
+    raw = await bodies.read_json(
+        request, settings.max_reference_body, hold, free=settings.max_speech_body
+    )
     # Only a request that carries a clip may pass the small limit: one that cannot (no key
     # for one) is refused unparsed, one that names the key but sends no clip once parsed.
     over = len(raw) > settings.max_speech_body
@@ -122,7 +134,9 @@ async def _persona(app: web.Application, req: SpeechRequest) -> StoredPersona | 
     reference = inline_reference(req)
     if reference is not None:
         audio, text = reference
-        return await asyncio.to_thread(app[STORE].inline, audio, text)
+        # One decode at a time, uploads' and these: each may hold up to 120 s of float32 audio.
+        async with app[REGISTER_LOCK]:
+            return await asyncio.to_thread(app[STORE].inline, audio, text)
     name = app[ALIASES].get(req.voice, req.voice)
     persona = app[STORE].find(name)
     if persona is not None or name == DEFAULT_VOICE:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from s2_sidecar.admission import Admission
+from s2_sidecar.budget import Budget
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.metrics import Metrics
 from s2_sidecar.pronunciations import Pronunciations
@@ -32,5 +33,8 @@ ALIASES = web.AppKey("aliases", dict[str, str])
 ADMISSION = web.AppKey("admission", Admission)
 BACKGROUND = web.AppKey("background", Background)
 REGISTER_LOCK = web.AppKey("register_lock", asyncio.Lock)
+"""Held while a clip is decoded and stored (an upload, or a reference sent inline)."""
 STREAMS = web.AppKey("streams", Streams)
 PRONUNCIATIONS = web.AppKey("pronunciations", Pronunciations)
+BUDGET = web.AppKey("budget", Budget)
+"""Bytes of inline reference clips and persona uploads in flight (`Settings.reference_budget`)."""

@@ -1,4 +1,5 @@
-"""The persona store: canonical clips and their metadata on disk, loaded into memory at start.
+"""The persona store: canonical clips and their metadata on disk; the metadata is loaded into
+memory at start, each clip is read from disk when a request uses it.
 
 Layout of the store directory:
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from s2_plugin import tags
@@ -23,7 +24,7 @@ from s2_plugin.personas import Persona, PersonaError, content_hash
 from s2_plugin.protocol import VoiceInfo
 from s2_plugin.tags import TagError
 from s2_sidecar import clips
-from s2_sidecar.errors import BadRequest, Conflict, NotFound
+from s2_sidecar.errors import BadRequest, Conflict, InsufficientStorage, NotFound
 from s2_sidecar.files import TMP_PREFIX, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,12 @@ log = logging.getLogger(__name__)
 INLINE_DIR = "inline"
 """Where clips sent inline live (content-named), so an engine can read them by path."""
 MAX_INLINE = 64
-"""Inline clips kept; the least recently used beyond this are removed."""
+"""Inline clips kept on disk; the least recently used beyond this are removed."""
+MAX_PERSONAS = 1000
+"""Personas a store holds at most, unless `s2-sidecar serve --max-personas` says otherwise."""
+MAX_STORE_BYTES = 1024**3
+"""Bytes of persona clips a store holds at most (`--max-store-bytes`): about 200 of the longest
+(60 s, 5.3 MB), 600 of S2's best length (20 s)."""
 
 VOICE_EXISTS = "voice_exists"
 """The code of the 409 for a name taken by other content (the CLI words it as `--replace`)."""
@@ -39,27 +45,52 @@ VOICE_EXISTS = "voice_exists"
 
 @dataclass(frozen=True)
 class StoredPersona:
-    """A registered persona: what `/v1/audio/voices` reports, plus the canonical clip."""
+    """A registered persona: what `/v1/audio/voices` reports, plus its canonical clip."""
 
     info: VoiceInfo
-    wav: bytes
-    """The canonical clip as a WAV file: the exact bytes sent as S2's reference every time."""
     path: Path
-    """Where `wav` lies on disk; the file never changes, as its name holds the content hash."""
+    """Where the canonical clip (a WAV file) lies: the exact bytes sent as S2's reference every
+    time. The file never changes, as its name holds the content hash."""
     cast: tuple[StoredPersona, ...] = ()
     """For a cast's combined reference (`s2_sidecar.cast`): its members, speaker 0 first."""
+    data: bytes | None = None
+    """The clip, when held in memory (`loaded()`, a cast's combined clip); else read from disk."""
+    inline: bool = False
+    """Sent inside one request: engines keep nothing of it past that request."""
 
     @property
     def name(self) -> str:
         return self.info.name
 
+    @property
+    def wav(self) -> bytes:
+        return self.data if self.data is not None else self.path.read_bytes()
+
+    def loaded(self) -> StoredPersona:
+        """This persona with its clip in memory, for one request: deleting or replacing the
+        persona meanwhile cannot take the clip from under the request."""
+        if self.data is not None:
+            return self
+        try:
+            return replace(self, data=self.path.read_bytes())
+        except FileNotFoundError as e:
+            raise NotFound(
+                f"persona {self.name!r} was deleted or replaced just now; retry", "unknown_voice"
+            ) from e
+
 
 class PersonaStore:
     """Personas on disk under `root`, mirrored in memory; thread-safe."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, max_personas: int = MAX_PERSONAS, max_bytes: int = MAX_STORE_BYTES
+    ) -> None:
         self.root = root
+        self.max_personas = max_personas
+        self.max_bytes = max_bytes
         self._personas: dict[str, StoredPersona] = {}
+        self._sizes: dict[str, int] = {}
+        """Persona name -> bytes of its clip on disk."""
         self._inline: dict[str, StoredPersona] = {}
         self._lock = threading.Lock()
 
@@ -67,16 +98,17 @@ class PersonaStore:
         """Read every persona from disk and clear what an interrupted write left behind."""
         self.root.mkdir(parents=True, exist_ok=True)
         loaded: dict[str, StoredPersona] = {}
+        sizes: dict[str, int] = {}
         for meta in sorted(self.root.glob("*.json")):
             try:
                 info = VoiceInfo.model_validate_json(meta.read_bytes())
                 _check_text(info.transcript, info.style)  # stored before styles were checked
                 path = self._clip_path(info)
-                wav = path.read_bytes()
+                sizes[info.name] = path.stat().st_size
             except (OSError, ValueError, BadRequest) as e:
                 log.error("skipping persona %s (register it again): %s", meta.name, e)
                 continue
-            loaded[info.name] = StoredPersona(info, wav, path)
+            loaded[info.name] = StoredPersona(info, path)
         keep = {self._clip_path(p.info).name for p in loaded.values()}
         for path in self.root.iterdir():
             if path.name.startswith(TMP_PREFIX) or (
@@ -85,7 +117,7 @@ class PersonaStore:
                 log.warning("removing %s, left over from an interrupted write", path.name)
                 path.unlink(missing_ok=True)
         with self._lock:
-            self._personas = loaded
+            self._personas, self._sizes = loaded, sizes
         log.info("persona store %s: %d personas", self.root, len(loaded))
 
     def list(self) -> list[VoiceInfo]:
@@ -134,6 +166,7 @@ class PersonaStore:
                 "send replace=true to overwrite it, or pick another name",
                 VOICE_EXISTS,
             )
+        self._check_room(name, 0)  # before the decode, which is the costly part
         clip = clips.prepare(audio)
         info = VoiceInfo(
             name=name,
@@ -143,13 +176,16 @@ class PersonaStore:
             duration_s=round(clip.duration_s, 3),
             warnings=clip.warnings,
         )
-        persona = StoredPersona(info, clip.wav(), self._clip_path(info))
+        wav = clip.wav()
+        persona = StoredPersona(info, self._clip_path(info))
         with self._lock:
+            self._check_room(name, len(wav))
             self.root.mkdir(parents=True, exist_ok=True)
-            write_atomic(self._clip_path(info), persona.wav)
+            write_atomic(persona.path, wav)
             write_atomic(self.root / f"{name}.json", info.model_dump_json(indent=2).encode())
             previous = self._personas.get(name)
             self._personas[name] = persona
+            self._sizes[name] = len(wav)
         if previous is not None and previous.info.sha256 != digest:
             self._clip_path(previous.info).unlink(missing_ok=True)
         return persona, True
@@ -164,7 +200,7 @@ class PersonaStore:
             cached = self._inline.pop(digest, None)
             if cached is not None:
                 self._inline[digest] = cached  # most recently used last
-                return cached
+                return cached.loaded()  # under the lock: no eviction in between
         _check_fields(name, audio, transcript, None)
         clip = clips.prepare(audio)
         info = VoiceInfo(
@@ -175,15 +211,16 @@ class PersonaStore:
             warnings=clip.warnings,
         )
         folder = self.root / INLINE_DIR
-        persona = StoredPersona(info, clip.wav(), folder / f"{digest[:16]}.wav")
+        wav = clip.wav()
+        persona = StoredPersona(info, folder / f"{digest[:16]}.wav", inline=True)
         with self._lock:
             folder.mkdir(parents=True, exist_ok=True)
-            write_atomic(persona.path, persona.wav)
+            write_atomic(persona.path, wav)
             self._inline[digest] = persona
             while len(self._inline) > MAX_INLINE:
                 evicted = self._inline.pop(next(iter(self._inline)))
                 evicted.path.unlink(missing_ok=True)
-        return persona
+        return replace(persona, data=wav)
 
     def delete(self, name: str) -> None:
         persona = self.get(name)
@@ -192,6 +229,24 @@ class PersonaStore:
             fsync_dir(self.root)
             self._clip_path(persona.info).unlink(missing_ok=True)
             self._personas.pop(name, None)
+            self._sizes.pop(name, None)
+
+    def _check_room(self, name: str, size: int) -> None:
+        """Refuse a persona the store has no room for (a replaced one frees its own)."""
+        with_it = {**self._sizes, name: size}
+        if name not in self._sizes and len(with_it) > self.max_personas:
+            raise InsufficientStorage(
+                f"the store holds {len(self._sizes)} personas, its limit; delete some, or start "
+                "the sidecar with a larger --max-personas",
+                "store_full",
+            )
+        if sum(with_it.values()) > self.max_bytes:
+            raise InsufficientStorage(
+                f"the store's clips would take {sum(with_it.values())} bytes, over its limit of "
+                f"{self.max_bytes}; delete some personas, or start the sidecar with a larger "
+                "--max-store-bytes",
+                "store_full",
+            )
 
     def _clip_path(self, info: VoiceInfo) -> Path:
         return self.root / f"{info.name}.{info.sha256[:16]}.wav"

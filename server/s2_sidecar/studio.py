@@ -11,6 +11,7 @@ key when the API refuses it, keeps it in the tab's sessionStorage, and sends it 
 
 from __future__ import annotations
 
+import asyncio
 import typing
 from importlib import resources
 
@@ -76,6 +77,7 @@ def add_routes(app: web.Application) -> None:
 
     async def serve_clip(request: web.Request) -> web.Response:
         persona = request.app[STORE].get(request.match_info["name"])  # NotFound: a 404
+        persona = await asyncio.to_thread(persona.loaded)  # read from disk, off the loop
         return web.Response(body=persona.wav, content_type="audio/wav", headers=_HEADERS)
 
     app.add_routes([web.get(path, serve_file) for path in files])

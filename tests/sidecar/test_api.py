@@ -310,6 +310,11 @@ def _truncated() -> bytes:
         ({"name": "a/b", "audio": tone(12), "transcript": "x"}, 400, "invalid_persona"),
         (
             {"name": "text", "audio": b"this is not audio" * 100, "transcript": "x"},
+            415,
+            "audio_format",
+        ),
+        (
+            {"name": "garbled", "audio": b"RIFF" + b"not audio" * 100, "transcript": "x"},
             400,
             "audio_undecodable",
         ),

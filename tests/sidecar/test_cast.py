@@ -46,7 +46,7 @@ def persona(name: str, seconds: float, value: int, transcript: str = "") -> Stor
         sha256=f"{name}-{seconds}-{value}",
         duration_s=seconds,
     )
-    return StoredPersona(info, wav_bytes(pcm), Path(f"{name}.wav"))
+    return StoredPersona(info, Path(f"{name}.wav"), data=wav_bytes(pcm))
 
 
 def pcm_of(reference: StoredPersona) -> np.ndarray:
@@ -71,7 +71,7 @@ def test_the_combined_reference_is_the_clips_back_to_back_on_frame_boundaries(ca
     assert start == len(pcm)
     assert ref.info.transcript == "I am ava.\n<|speaker:1|>I am ben.\n<|speaker:2|>I am cy."
     assert ref.cast == (AVA, BEN, CY)
-    assert cast.reference_frames(ref) == len(pcm) // FRAME
+    assert cast.reference_frames(ref.cast) == len(pcm) // FRAME
 
 
 def test_the_combined_reference_is_byte_identical_per_cast(casts: Path) -> None:
@@ -84,6 +84,22 @@ def test_the_combined_reference_is_byte_identical_per_cast(casts: Path) -> None:
     assert again.path.read_bytes() == first.wav
     other = cast.combined([BEN, AVA], casts)
     assert other.wav != first.wav and other.info.sha256 != first.info.sha256
+
+
+def test_combined_references_are_kept_within_a_byte_budget_in_memory_and_on_disk(
+    casts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = [(AVA, BEN), (BEN, CY), (CY, AVA)]
+    size = len(cast.combined(pairs[0], casts).wav)
+    monkeypatch.setattr(cast, "KEEP_BYTES", 2 * size + size // 2)  # two fit, not three
+    casts.mkdir(exist_ok=True)
+    (casts / "cast.left-by-an-earlier-run.wav").write_bytes(b"x")
+    refs = [cast.combined(pair, casts) for pair in pairs]
+    assert len(cast._COMBINED) == 2
+    assert sorted(casts.iterdir()) == sorted(r.path for r in refs[1:])
+    assert cast.combined(pairs[1], casts) is refs[1]  # kept, now the most recently used
+    cast.combined(pairs[0], casts)
+    assert not refs[2].path.exists()
 
 
 # --- the prompt SGLang-Omni 0.1.9 builds from it
@@ -176,7 +192,7 @@ def test_sglang_omni_builds_fish_speechs_multi_speaker_prompt(
     members = (AVA, BEN, CY)
     ref = cast.combined(members, casts)
     script = "<|speaker:0|> Hello there.\n<|speaker:1|>Hi, Ava.\n<|speaker:2|>Hello both."
-    text = cast.speaker_text(script, ref, SpeechRequest(input=script, cast=CAST))
+    text = cast.speaker_text(script, members, SpeechRequest(input=script, cast=CAST))
     adapter = s2_tokenizer.S2ProTokenizerAdapter(_Tokenizer())
     # What stages.py `_preprocess` hands `build_prompt` for our one reference.
     reference = s2_tokenizer.Reference(
@@ -200,7 +216,7 @@ def test_a_cast_that_fits_passes_and_one_that_does_not_is_refused_with_the_numbe
     casts: Path,
 ) -> None:
     long = [persona(f"p{i}", 29.0, 1) for i in range(5)]  # 625 frames each
-    four = cast.combined(long[:4], casts)
+    four = long[:4]
     cast.check_context(four, "Hello.", None)  # 2500 + 1024 to generate + text: fits
     with pytest.raises(BadRequest) as e:
         cast.check_context(four, "Hello.", 2048)
@@ -210,11 +226,11 @@ def test_a_cast_that_fits_passes_and_one_that_does_not_is_refused_with_the_numbe
     assert "2500 reference frames (116.1 s of clips at 21.5 frames/s)" in message
     assert "2048 for generation" in message and "context of 4096 tokens" in message
     with pytest.raises(BadRequest, match="use shorter clips, fewer speakers"):
-        cast.check_context(cast.combined(long, casts), "Hello.", None)  # 3125 + 1024 + text
+        cast.check_context(long, "Hello.", None)  # 3125 + 1024 + text
 
 
-def test_a_leading_speaker_zero_is_left_to_sglang_omni(casts: Path) -> None:
-    ref = cast.combined([AVA, BEN], casts)
+def test_a_leading_speaker_zero_is_left_to_sglang_omni() -> None:
+    ref = [AVA, BEN]
     request = SpeechRequest(input="x", cast=["ava", "ben"])
     assert cast.speaker_text(" <|speaker:0|> Hi.", ref, request) == "Hi."
     assert cast.speaker_text("<|speaker:1|> Hi.", ref, request) == "<|speaker:1|> Hi."
@@ -289,13 +305,16 @@ async def test_a_cast_that_overflows_the_context_is_a_400_with_the_numbers(
     cast_sidecar: SidecarProcess,
 ) -> None:
     rng = np.random.default_rng(0)
+    combined = cast_sidecar.store / cast.CASTS_DIR
     async with S2Client(cast_sidecar.url) as client:
         for name in ("long0", "long1"):  # 55 s of noise each: 2 x 1182 frames
             noise = (rng.standard_normal(55 * SAMPLE_RATE) * 3000).astype("<i2").tobytes()
             await client.register(Persona(name, wav_bytes(noise), "A long clip of noise."))
+        before = set(combined.glob("*"))
         with pytest.raises(S2StatusError) as e:
             await client.synthesize("Hello.", cast=["long0", "long1"], max_new_tokens=2048)
     assert (e.value.status, e.value.code) == (400, "cast_too_long")
+    assert set(combined.glob("*")) == before, "refused before the clips were joined"
     frames = re.search(r"(\d+) reference frames \(([\d.]+) s of clips", str(e.value))
     assert frames is not None and 2300 < int(frames[1]) < 2400, str(e.value)
     assert re.search(r"2048 for generation = (\d+);", str(e.value))

@@ -16,6 +16,7 @@ from s2_sidecar import voices, warmup
 from s2_sidecar.engines.sglang_omni import SGLangOmniEngine
 from s2_sidecar.engines.sglang_process import Launch
 from s2_sidecar.metrics import Metrics
+from support.bombs import peak_rss
 from support.cast import write_personas
 from support.sidecar import SidecarProcess
 from support.upstream import Upstream, standin_args
@@ -157,6 +158,46 @@ async def test_upstream_rejection_is_a_400_that_says_why(
             await client.synthesize(TEXT, voice="joe")
     assert (e.value.status, e.value.code) == (400, "engine_rejected")
     assert "rejected by the stand-in" in e.value.message
+
+
+async def test_an_endless_upstream_error_is_read_only_in_part(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    assert sidecar.pid is not None
+    before = peak_rss(sidecar.pid)
+    await upstream.control(mode="huge_error")  # a 400 with 200 MB of detail
+    async with S2Client(sidecar.url) as client:
+        with pytest.raises(S2StatusError) as e:
+            await client.synthesize(TEXT, voice="joe")
+    assert (e.value.status, e.value.code) == (400, "engine_rejected")
+    assert e.value.message.endswith("xxx…") and len(e.value.message) < 1000
+    grown = peak_rss(sidecar.pid) - before
+    assert grown < 64 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MiB"
+
+
+async def test_an_endless_outcome_document_is_read_only_in_part(
+    s2: tuple[SidecarProcess, Upstream], upstream: Upstream
+) -> None:
+    sidecar, _ = s2
+    assert sidecar.pid is not None
+    before = peak_rss(sidecar.pid)
+    answered = int(str((await upstream.state())["outcomes_answered"]))
+    await upstream.control(mode="huge_outcome")  # the audio is fine, its outcome 200 MB long
+    async with S2Client(sidecar.url) as client:
+        assert await client.synthesize(TEXT, voice="joe")
+
+    async def answered_since() -> bool:
+        return int(str((await upstream.state())["outcomes_answered"])) > answered
+
+    # The outcome is fetched after the stream, off its path; the stand-in's answer ends once
+    # sent whole (read whole, as it was) or cut off (read in part).
+    await until(answered_since, "the outcome fetched")
+    await upstream.control(mode="ok")
+    async with S2Client(sidecar.url) as client:  # and the sidecar goes on
+        assert await client.synthesize(TEXT, voice="joe")
+    grown = peak_rss(sidecar.pid) - before
+    assert grown < 64 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MiB"
 
 
 async def test_stall_before_audio_is_a_503(

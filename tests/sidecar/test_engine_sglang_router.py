@@ -19,7 +19,7 @@ from support.sidecar import PERSONAS_TOML, SidecarProcess
 from support.waiting import until, wait_for
 
 from s2_plugin.client import S2Client, S2Error
-from s2_plugin.personas import load_personas
+from s2_plugin.personas import Persona, load_personas
 
 TEXT = "Your order has shipped and should arrive on Friday."
 JOE = PERSONAS_TOML.parent / "joe.wav"
@@ -171,3 +171,22 @@ async def test_two_sidecars_share_personas_through_the_router(
     refs = references(workers, "Hi, I'm Joe")
     # Both sidecars sent the same bytes: every worker's caches serve both.
     assert len(set.union(*refs.values())) == 1
+
+
+async def test_a_clients_inline_reference_is_not_warmed_on_every_worker(
+    workers: Fleet, sidecar: SidecarProcess
+) -> None:
+    inline = "An inline clip that one client sent."
+    reference = {"data": base64.b64encode(JOE.read_bytes()).decode(), "text": inline}
+    async with S2Client(sidecar.url) as client:
+        await client.synthesize(TEXT, references=[reference])
+        # A persona registered after it is warmed in the same pass an inline one would be.
+        await client.register(Persona("ivy", JOE.read_bytes(), "Ivy, a warm-up barrier."))
+    wait_warmed(workers, "Ivy, a warm-up barrier.")
+    sent = [
+        body
+        for worker in workers.workers
+        for body in worker.bodies()
+        if any(ref["text"] == inline for ref in body.get("references", []))
+    ]
+    assert [body["input"] for body in sent] == [TEXT]  # the request itself, no warm-ups

@@ -17,7 +17,7 @@ from support.waiting import wait_for
 ENDLESS = " ".join(["word"] * 700)
 
 SPEECH = (
-    b"POST /v1/audio/speech HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     b"Content-Type: application/json\r\n"
 )
 
@@ -80,7 +80,7 @@ def test_401_names_the_scheme(make_sidecar) -> None:  # type: ignore[no-untyped-
 
 def test_half_a_header_is_closed_with_a_408(make_sidecar) -> None:  # type: ignore[no-untyped-def]
     process: SidecarProcess = make_sidecar(args=["--header-timeout", "0.5"])
-    status, _, body = split(exchange(process.port, b"GET /health HTTP/1.1\r\nHost: t\r\n"))
+    status, _, body = split(exchange(process.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"))
     assert status == 408 and json.loads(body)["error"]["code"] == "header_timeout"
     # A connection that never sends anything is closed too.
     assert split(exchange(process.port, b""))[0] == 408

@@ -179,25 +179,30 @@ def _silent() -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    ("payload", "code"),
+    ("payload", "status", "code"),
     [
-        (_silent(), "audio_silent"),
+        (_silent(), 400, "audio_silent"),
         (
             {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not audio" * 100},
-            "audio_undecodable",
+            415,
+            "audio_format",
         ),
     ],
-    ids=["silent", "undecodable"],
+    ids=["silent", "not-audio"],
 )
 def test_a_bad_clip_shows_the_sidecars_message(
-    studio_sidecar: SidecarProcess, open_page: Any, payload: dict[str, object], code: str
+    studio_sidecar: SidecarProcess,
+    open_page: Any,
+    payload: dict[str, object],
+    status: int,
+    code: str,
 ) -> None:
     page = open_page(studio_sidecar.url)
     direct = page.request.post(
         studio_sidecar.url + "/v1/audio/voices",
         multipart={"name": "bad", "transcript": "x", "audio": payload},  # type: ignore[dict-item]
     )
-    assert direct.status == 400
+    assert direct.status == status
     expected = direct.json()["error"]
 
     page.set_input_files("#clip-file", files=[payload])  # type: ignore[list-item]
@@ -354,6 +359,9 @@ def test_with_a_key_the_page_asks_for_it_and_the_api_refuses_without_it(
     assert page.is_hidden("#key-panel")
     page.click("#speak")
     page.wait_for_selector(".take[data-state=played]")
+    page.set_input_files("#clip-file", files=[clip(12)])  # type: ignore[list-item]
+    add_persona(page, "keyed", "A clip added with the key.")  # the API's browser rules pass
+    assert page.locator("#add-result.ok").count() == 1, page.inner_text("#add-result")
 
     # A stored persona's clip plays back, fetched with the key (and refused without it).
     row = page.locator("li.persona[data-persona=joe]")

@@ -63,9 +63,10 @@ def find() -> str | None:
     return None
 
 
-def launch(playwright: Playwright) -> Browser:
-    """The browser `find()` finds, headless; a RuntimeError that says how to get one if none."""
+def launch(playwright: Playwright, *flags: str) -> Browser:
+    """The browser `find()` finds, headless, with `FLAGS` and any more `flags`; a RuntimeError
+    that says how to get one if none."""
     path = find()
     if path is None:
         raise RuntimeError(HOW)
-    return playwright.chromium.launch(executable_path=path, args=FLAGS)
+    return playwright.chromium.launch(executable_path=path, args=[*FLAGS, *flags])

@@ -103,6 +103,7 @@ class StandIn:
         self.active = 0
         self.cancelled = 0
         self.completed = 0
+        self.outcomes_answered = 0
         self.stage: subprocess.Popen[bytes] | None = None
 
     def app(self) -> web.Application:
@@ -159,6 +160,7 @@ class StandIn:
                 "active": self.active,
                 "cancelled": self.cancelled,
                 "completed": self.completed,
+                "outcomes_answered": self.outcomes_answered,
                 "speech_requests": len(self.requests),
             }
         )
@@ -167,11 +169,16 @@ class StandIn:
         # Apart from `state`: bodies may carry megabyte-sized references, too much to poll.
         return web.json_response(self.requests)
 
-    async def outcome(self, request: web.Request) -> web.Response:
-        found = self.outcomes.get(request.match_info["request_id"])
-        if found is None:
-            return web.json_response({"detail": "No finished speech stream"}, status=404)
-        return web.json_response(found)
+    async def outcome(self, request: web.Request) -> web.StreamResponse:
+        try:
+            if self.mode == "huge_outcome":
+                return await _huge_json(request, 200)
+            found = self.outcomes.get(request.match_info["request_id"])
+            if found is None:
+                return web.json_response({"detail": "No finished speech stream"}, status=404)
+            return web.json_response(found)
+        finally:  # sent whole, or cut off by the client
+            self.outcomes_answered += 1
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
         raw = await request.text()
@@ -184,6 +191,8 @@ class StandIn:
             return _error(400, "rejected by the stand-in on command")
         if self.mode == "error":
             return _error(500, "failed by the stand-in on command")
+        if self.mode == "huge_error":  # a hostile upstream: a 400 whose detail never ends
+            return await _huge_json(request, 400)
         if self.mode == "crash":
             os._exit(3)
         frames = max(1, FRAMES_PER_WORD * len(req.input.split()))
@@ -322,6 +331,22 @@ def _check_types(payload: dict[str, object]) -> None:
             raise bad(name, "a number")
         if name == "stream" and not isinstance(value, bool):
             raise bad(name, "a boolean")
+
+
+HUGE_BYTES = 200 * 1024 * 1024
+
+
+async def _huge_json(request: web.Request, status: int) -> web.StreamResponse:
+    """`{"detail": "xxx...` 200 MB long, streamed (the stand-in never holds it)."""
+    response = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    await response.write(b'{"detail": "')
+    block = b"x" * (1024 * 1024)
+    for _ in range(HUGE_BYTES // len(block)):
+        await response.write(block)
+    await response.write(b'"}')
+    await response.write_eof()
+    return response
 
 
 def _error(status: int, message: str, param: str | None = None) -> web.Response:

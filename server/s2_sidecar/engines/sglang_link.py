@@ -74,3 +74,33 @@ def speech_body(text: str, request: SpeechRequest, reference: bytes | None) -> b
     if reference is None:
         return body
     return body[:-1] + b', "references": [' + reference + b"]}"
+
+
+BODY_CAP = 64 * 1024
+"""Bytes of an error, an outcome or a listing read from SGLang-Omni at most: a compromised or
+misconfigured upstream (`--sglang-url`) could send gigabytes."""
+DETAIL_CHARS = 500
+"""Characters of an upstream error message passed on to the client."""
+
+
+async def read_capped(response: aiohttp.ClientResponse, cap: int = BODY_CAP) -> bytes:
+    """At most `cap` bytes of the response body; the rest is left unread (and the connection
+    closed with the response)."""
+    data = bytearray()
+    while len(data) < cap:
+        chunk = await response.content.read(cap - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+async def discard(response: aiohttp.ClientResponse) -> None:
+    """Read the body to its end, keeping none of it (a warm-up's audio)."""
+    async for _ in response.content.iter_chunked(64 * 1024):
+        pass
+
+
+def short(message: str) -> str:
+    """An upstream message cut to `DETAIL_CHARS`."""
+    return message if len(message) <= DETAIL_CHARS else message[:DETAIL_CHARS] + "…"

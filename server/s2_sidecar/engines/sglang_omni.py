@@ -43,7 +43,7 @@ from s2_plugin.protocol import (
 )
 from s2_sidecar.engines import compact
 from s2_sidecar.engines.base import Status
-from s2_sidecar.engines.sglang_link import Link, speech_body
+from s2_sidecar.engines.sglang_link import Link, read_capped, short, speech_body
 from s2_sidecar.engines.sglang_process import Launch, Supervisor
 from s2_sidecar.engines.sglang_router import Follower
 from s2_sidecar.errors import BadRequest, EngineFailed, Unavailable
@@ -130,22 +130,27 @@ class SGLangOmniEngine:
         return speech_body(text, request, self._reference(persona) if persona else None)
 
     def _reference(self, persona: StoredPersona) -> bytes:
+        if persona.inline:  # a client's own clip: neither kept past its request nor warmed
+            return self._serialise(persona)
         cached = self._references.get(persona.name)
         if cached is None or cached[0] != persona.info.sha256:
-            text = persona.info.transcript
-            reference: dict[str, str]
-            if self.url:
-                fits = compact.REFERENCE_BUDGET - len(json.dumps(text))
-                data, media_type = compact.encode(persona.wav, fits)
-                reference = {"data": base64.b64encode(data).decode(), "media_type": media_type}
-            else:
-                # By path: SGLang-Omni's API process only stats the file, its preprocessing
-                # stage reads it and caches the codes by content (`cache_key.py`, `file:` keys).
-                reference = {"audio_path": str(persona.path.resolve())}
-            cached = (persona.info.sha256, json.dumps({**reference, "text": text}).encode())
+            cached = (persona.info.sha256, self._serialise(persona))
             self._references[persona.name] = cached
             self._follower.new_reference.set()
         return cached[1]
+
+    def _serialise(self, persona: StoredPersona) -> bytes:
+        text = persona.info.transcript
+        reference: dict[str, str]
+        if self.url:
+            fits = compact.REFERENCE_BUDGET - len(json.dumps(text))
+            data, media_type = compact.encode(persona.wav, fits)
+            reference = {"data": base64.b64encode(data).decode(), "media_type": media_type}
+        else:
+            # By path: SGLang-Omni's API process only stats the file, its preprocessing
+            # stage reads it and caches the codes by content (`cache_key.py`, `file:` keys).
+            reference = {"audio_path": str(persona.path.resolve())}
+        return json.dumps({**reference, "text": text}).encode()
 
     async def generate(
         self, text: str, persona: StoredPersona | None, request: SpeechRequest
@@ -194,7 +199,9 @@ class SGLangOmniEngine:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=5),
             ) as r:
-                outcome = await r.json() if r.status == 200 else {}
+                outcome = json.loads(await read_capped(r)) if r.status == 200 else {}
+            if not isinstance(outcome, dict):
+                raise ValueError(f"not an outcome: {type(outcome).__name__}")
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             log.debug("no outcome for %s: %s", request_id, e)
             return
@@ -218,12 +225,13 @@ def _check_format(response: aiohttp.ClientResponse) -> None:
 
 
 async def _upstream_error(response: aiohttp.ClientResponse) -> Exception:
-    raw = await response.read()
+    raw = await read_capped(response)
     try:
         data = json.loads(raw)
         message = data.get("error", {}).get("message") or data.get("detail") or raw.decode()
-    except (ValueError, AttributeError):
-        message = raw.decode(errors="replace")[:500]
+    except (ValueError, AttributeError):  # not JSON, or cut off at the cap
+        message = raw.decode(errors="replace")
+    message = short(str(message))
     if 400 <= response.status < 500:
         return BadRequest(f"SGLang-Omni refused the request: {message}", "engine_rejected")
     if response.status == 503:  # starting, its queue is full, or the router's admission

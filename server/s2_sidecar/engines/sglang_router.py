@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 import aiohttp
 
 from s2_plugin.protocol import SPEECH_PATH
 from s2_sidecar.engines.base import WARMUP
-from s2_sidecar.engines.sglang_link import Link, speech_body
+from s2_sidecar.engines.sglang_link import Link, discard, read_capped, speech_body
 from s2_sidecar.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Follower:
             async with self.link.session.get(
                 f"{self.link.base_url}/workers", timeout=aiohttp.ClientTimeout(total=5)
             ) as r:
-                listing = await r.json() if r.status == 200 else None
+                listing = json.loads(await read_capped(r)) if r.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
         if not isinstance(listing, dict) or not isinstance(listing.get("workers"), list):
@@ -105,7 +106,7 @@ class Follower:
             async with self.link.session.post(
                 worker + SPEECH_PATH, data=body, headers={"Content-Type": "application/json"}
             ) as r:
-                await r.read()
+                await discard(r)  # audio nobody hears, never held whole
                 ok = r.status == 200
         except (aiohttp.ClientError, TimeoutError) as e:
             log.warning("warm-up on worker %s failed: %s", worker, e)

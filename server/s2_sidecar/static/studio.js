@@ -34,6 +34,8 @@ class ApiError extends Error {
 /** fetch() with the tab's key; a non-2xx answer throws the API's own message. */
 async function api(path, init = {}) {
   const headers = new Headers(init.headers);
+  // Any value: proof of a page the sidecar served, as no other site's form can send it.
+  headers.set("X-S2-Client", "studio");
   const key = sessionStorage.getItem(KEY_STORAGE);
   if (key) headers.set("Authorization", `Bearer ${key}`);
   let response;
