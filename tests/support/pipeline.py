@@ -30,6 +30,7 @@ from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
 from support.changes import Changes
+from support.waiting import LIMIT_S
 
 Step = Frame | Callable[[], Awaitable[object]]
 
@@ -78,7 +79,7 @@ class ScriptRun:
     def up(self) -> list[Frame]:
         return self._source.frames
 
-    async def until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    async def until(self, ready: Callable[[], bool], timeout: float = LIMIT_S) -> None:
         """Wait until `ready()` holds; it is checked on every change."""
         await self.changes.until(ready, timeout)
 
@@ -97,7 +98,7 @@ class ScriptRun:
 
         async def play() -> None:
             try:
-                await asyncio.wait_for(started.wait(), 10)
+                await asyncio.wait_for(started.wait(), LIMIT_S)
                 for step in steps:
                     if isinstance(step, Frame):
                         await self._worker.queue_frame(step)
