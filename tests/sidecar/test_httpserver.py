@@ -5,12 +5,14 @@ from __future__ import annotations
 import inspect
 import json
 import socket
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.http_writer import StreamWriter
 from aiohttp.web_protocol import RequestHandler
 from support.sidecar import SidecarProcess
+from support.upstream import standin_sidecar
 from support.waiting import wait_for
 
 # About 4 minutes of speech: far more than a socket's buffers hold, so an unread stream blocks.
@@ -101,9 +103,11 @@ def test_connections_past_the_cap_get_a_503(make_sidecar) -> None:  # type: igno
     wait_for(lambda: process.health()[0] == 200, "health answers once the idle ones are gone")
 
 
-def test_a_client_that_never_reads_is_cut(make_sidecar) -> None:  # type: ignore[no-untyped-def]
-    process: SidecarProcess = make_sidecar(args=["--write-timeout", "0.5"])
-    with stalled_reader(process.port):
+def test_a_client_that_never_reads_is_cut(tmp_path: Path) -> None:
+    # A write blocks only once the kernel's buffers are full: about 4 MB, 45 s of speech. The
+    # SGLang-Omni stand-in sends that at once; the CPU voice took over a minute under load.
+    process, _ = standin_sidecar(tmp_path, "--write-timeout", "0.5")
+    with process, stalled_reader(process.port):
         wait_for(
             lambda: (
                 process.metrics().value("s2_streams_aborted_total", reason="write_timeout") == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from support.waiting import LIMIT_S
+
 
 class Changes:
     """Whoever changes the state calls `changed()`; `until(ready)` rechecks on each change."""
@@ -15,7 +17,7 @@ class Changes:
     def changed(self) -> None:
         self._event.set()
 
-    async def until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    async def until(self, ready: Callable[[], bool], timeout: float = LIMIT_S) -> None:
         """Wait until `ready()` holds; TimeoutError after `timeout` seconds."""
         async with asyncio.timeout(timeout):
             while True:

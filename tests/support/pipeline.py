@@ -31,6 +31,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from s2_plugin.tags import strip_tags
 from support.changes import Changes
+from support.waiting import LIMIT_S
 
 Step = Frame | Callable[[], Awaitable[object]]
 
@@ -79,7 +80,7 @@ class ScriptRun:
     def up(self) -> list[Frame]:
         return self._source.frames
 
-    async def until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    async def until(self, ready: Callable[[], bool], timeout: float = LIMIT_S) -> None:
         """Wait until `ready()` holds; it is checked on every change."""
         await self.changes.until(ready, timeout)
 
@@ -102,7 +103,7 @@ class ScriptRun:
 
         async def play() -> None:
             try:
-                await asyncio.wait_for(started.wait(), 10)
+                await asyncio.wait_for(started.wait(), LIMIT_S)
                 for step in steps:
                     if isinstance(step, Frame):
                         await self._worker.queue_frame(step)

@@ -76,14 +76,15 @@ def standin_args() -> list[str]:
     ]  # fmt: skip
 
 
-def standin_sidecar(root: Path) -> tuple[SidecarProcess, Upstream]:
-    """A sidecar on the `sglang_omni` engine, its SGLang-Omni the stand-in (not yet started)."""
+def standin_sidecar(root: Path, *args: str) -> tuple[SidecarProcess, Upstream]:
+    """A sidecar on the `sglang_omni` engine, its SGLang-Omni the stand-in (not yet started);
+    `args`: more `serve` flags."""
     hub_cache(root / "hub")
     sidecar = SidecarProcess(
         root / "store",
         engine="sglang_omni",
         personas=PERSONAS_TOML,
-        args=standin_args(),  # SGLang-Omni silent for 1 s counts as stalled
+        args=[*standin_args(), *args],  # SGLang-Omni silent for 1 s counts as stalled
         env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hub")},
     )
     return sidecar, Upstream(sidecar)
