@@ -393,8 +393,6 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
 async def test_a_cast_goes_as_one_combined_reference_the_same_bytes_each_time(
     s2: tuple[SidecarProcess, Upstream], upstream: Upstream, tmp_path: Path
 ) -> None:
@@ -421,3 +419,4 @@ async def test_a_cast_goes_as_one_combined_reference_the_same_bytes_each_time(
     joe_pcm = next(sidecar.store.glob("joe.*.wav")).read_bytes()[44:]
     assert combined.startswith(joe_pcm) and len(combined) % (2 * 2048) == 0
     assert len(combined) > len(joe_pcm) + 5 * 44100 * 2  # ben's clip follows
+

@@ -166,3 +166,4 @@ async def test_two_sidecars_share_personas_through_the_router(
     refs = references(workers, "Hi, I'm Joe")
     # Both sidecars sent the same bytes: every worker's caches serve both.
     assert len(set.union(*refs.values())) == 1
+

@@ -109,9 +109,8 @@ def test_a_client_that_never_reads_is_cut(make_sidecar) -> None:  # type: ignore
     process: SidecarProcess = make_sidecar(args=["--write-timeout", "0.5"])
     with stalled_reader(process.port):
         wait_for(
-            lambda: (
-                process.metrics().value("s2_streams_aborted_total", reason="write_timeout") == 1
-            ),
+            lambda: process.metrics().value("s2_streams_aborted_total", reason="write_timeout")
+            == 1,
             "the stalled stream is cut",
         )
         wait_for(lambda: process.metrics()["s2_active_streams"] == 0, "its generation stopped")
