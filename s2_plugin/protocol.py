@@ -48,6 +48,26 @@ SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "repetition_penalty", "seed"
 HEADER_SAMPLE_RATE = "X-Sample-Rate"
 HEADER_REQUEST_ID = "X-Request-Id"
 HEADER_ENGINE = "X-S2-Engine"
+HEADER_DUE_IN = "X-Audio-Due-In"
+"""Request header: seconds from now until the request's audio must start playing, for a
+look-ahead segment the time the audio before it runs out. Absent (any OpenAI client) or 0 means
+now. The sidecar generates what is due first first and holds what is not yet nearly due."""
+MAX_DUE_IN_S = 3600.0
+
+
+def parse_due_in(value: str | None) -> float:
+    """`X-Audio-Due-In` in seconds (0 when absent); a ValueError says what to send instead."""
+    if value is None:
+        return 0.0
+    try:
+        due = float(value)
+    except ValueError:
+        due = -1.0
+    if not 0 <= due <= MAX_DUE_IN_S:  # also NaN
+        raise ValueError(
+            f"{HEADER_DUE_IN} must be seconds from now, 0 to {MAX_DUE_IN_S:.0f}; got {value!r}"
+        )
+    return due
 
 
 ResponseFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]

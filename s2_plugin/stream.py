@@ -5,6 +5,12 @@ when it is done, and iterate the events. Each segment the segmenter cuts becomes
 up to `ahead` requests are open at once, so the next sentence is generated while the current
 one plays, and audio still comes out strictly in segment order, resampled once to the
 framework's rate with the resampler flushed at every segment end.
+
+Each look-ahead request says when its audio is due (`X-Audio-Due-In`): when the audio before it
+runs out, counting from a player that plays what the stream yields from its first chunk, and
+reckoning the audio still to come of the segments before it from their text, at a speaking rate
+faster than S2's so that the due time is never late. The sidecar generates the most urgent
+audio first and holds a look-ahead until it is nearly due.
 """
 
 from __future__ import annotations
@@ -128,6 +134,9 @@ adapters' settings and options take exactly these names."""
 
 _DONE = object()
 _CLOSED = object()
+_FAST_CHARS_PER_S = 25.0
+"""Faster than S2 speaks (about 15 characters a second): audio of text not yet heard is
+reckoned short, so a look-ahead's due time errs early."""
 
 
 @dataclass(eq=False)
@@ -137,6 +146,7 @@ class _Segment:
     speaker: int
     sent_at: float = 0.0
     first_at: float | None = None
+    yielded_s: float = 0.0
     connection: Connection = field(default_factory=Connection)
     chunks: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -169,6 +179,8 @@ class SpeechStream:
         self._ended = False
         self._closed = False
         self._changed = asyncio.Event()
+        self._play_end: float | None = None
+        """When the audio yielded so far has played, for a player that started at the first."""
 
     def push_text(self, fragment: str) -> None:
         """Add LLM text; each segment it completes is sent as soon as a slot is free."""
@@ -211,14 +223,37 @@ class SpeechStream:
             # Options are read now, not when the task first runs, so a settings change made
             # right after this call applies from the next segment, exactly.
             options = self._options()
-            segment.task = asyncio.get_running_loop().create_task(self._fetch(segment, options))
+            due_in = self._due_in()
+            fetch = self._fetch(segment, options, due_in)
+            segment.task = asyncio.get_running_loop().create_task(fetch)
             self._sent.append(segment)
 
-    async def _fetch(self, segment: _Segment, options: SpeechOptions) -> None:
+    def _due_in(self) -> float | None:
+        """Seconds until the audio of a segment sent now must play: what is yielded and not yet
+        played, plus the audio still to come of every segment before it. None for the first."""
+        if not self._sent:
+            return None if self._play_end is None else self._unplayed()
+        rest = sum(
+            max(0.0, len(tags.strip_tags(s.text)) / _FAST_CHARS_PER_S - s.yielded_s)
+            for s in self._sent
+        )
+        return self._unplayed() + rest
+
+    def _unplayed(self) -> float:
+        return max(0.0, (self._play_end or 0.0) - time.perf_counter())
+
+    def _yielded(self, segment: _Segment, samples: int) -> None:
+        now = time.perf_counter()
+        seconds = samples / self.sample_rate
+        self._play_end = max(self._play_end or now, now) + seconds
+        segment.yielded_s += seconds
+
+    async def _fetch(self, segment: _Segment, options: SpeechOptions, due: float | None) -> None:
         segment.sent_at = time.perf_counter()
         try:
             text, fields = options.request(Segment(segment.text, segment.speaker))
-            async for pcm in self._client.speech(text, connection=segment.connection, **fields):
+            speech = self._client.speech(text, connection=segment.connection, due_in=due, **fields)
+            async for pcm in speech:
                 if segment.first_at is None:
                     segment.first_at = time.perf_counter()
                 segment.chunks.put_nowait(pcm)
@@ -261,10 +296,12 @@ class SpeechStream:
                     pcm = self._resampler.process(item)
                     if pcm:
                         samples += len(pcm) // 2
+                        self._yielded(segment, len(pcm) // 2)
                         yield AudioChunk(segment.index, pcm)
                 tail = self._resampler.flush()
                 if tail:
                     samples += len(tail) // 2
+                    self._yielded(segment, len(tail) // 2)
                     yield AudioChunk(segment.index, tail)
                 self._sent.popleft()
                 yield SegmentEnd(
