@@ -12,7 +12,7 @@ import wave
 import numpy as np
 import soxr  # type: ignore[import-untyped]
 
-from s2_plugin.protocol import SAMPLE_RATE
+from s2_plugin.protocol import SAMPLE_RATE, SUPPORTED_RATES
 
 __all__ = [
     "SAMPLE_RATE",
@@ -29,8 +29,6 @@ __all__ = [
     "ulaw_encode",
     "wav_bytes",
 ]
-
-SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 # soxr quality. HQ and VHQ share the passband (-0.01 dB at 0.46 x the output rate) and both
 # reject aliases far below int16's noise floor (-98 dBFS): measured from 44.1 kHz, HQ <= -135 dB
@@ -70,8 +68,9 @@ def float_to_pcm16(x: np.ndarray) -> bytes:
     return np.round(scaled).astype("<i2").tobytes()
 
 
-def duration_s(pcm: bytes, sample_rate: int = SAMPLE_RATE) -> float:
-    return len(pcm) / 2 / sample_rate
+def duration_s(pcm: bytes | int, sample_rate: int = SAMPLE_RATE) -> float:
+    """Seconds of int16 mono PCM, given as the bytes or their count."""
+    return (pcm if isinstance(pcm, int) else len(pcm)) / 2 / sample_rate
 
 
 def _check_in_rate(rate: int) -> int:

@@ -66,7 +66,7 @@ class Persona:
                 f"a 10-30 s clip needs well under {MAX_TRANSCRIPT_CHARS}"
             )
         if self.style:
-            tags.validate(f"[{self.style.strip('[]')}]")
+            tags.style_cue(self.style)
 
     def clip_bytes(self) -> bytes:
         """The clip's bytes, read from disk when it was given as a path."""

@@ -21,7 +21,7 @@ Useful cues: {examples}. Any short description works too, such as [speaking slow
 never explain them, never put words you want spoken inside brackets, and never use square \
 brackets for anything else."""
 
-_STYLE = "\nYour default speaking style is [{style}]; you don't need to write that cue yourself."
+_STYLE = "\nYour default speaking style is {cue}; you don't need to write that cue yourself."
 
 # No tag at the start: a reply starts with speaker 0, and SGLang-Omni 0.1.9 puts <|speaker:0|>
 # before every input itself (models/fishaudio_s2_pro/tokenizer.py, build_prompt).
@@ -41,9 +41,7 @@ def tag_guide(style: str | None = None, *, cast: Cast | Sequence[str] | None = N
     """
     guide = _GUIDE.format(examples=", ".join(EXAMPLE_TAGS))
     if style:
-        cue = style.strip().strip("[]")
-        tags.validate(f"[{cue}]")
-        guide += _STYLE.format(style=cue)
+        guide += _STYLE.format(cue=tags.style_cue(style))
     if cast is not None:
         names = validate_cast(cast.names if isinstance(cast, Cast) else cast)
         if len(names) > 1:

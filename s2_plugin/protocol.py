@@ -26,6 +26,9 @@ from s2_plugin.personas import check_speakers, validate_cast
 SAMPLE_RATE = 44100
 """S2's codec rate: every PCM byte on the wire is int16 little-endian mono at this rate."""
 
+SUPPORTED_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+"""Rates a client may ask for (`sample_rate`) and the plugin resamples to."""
+
 MAX_INPUT_CHARS = 4096
 """SGLang-Omni's `MAX_SPEECH_INPUT_CHARS`; longer text is rejected there, so it is here."""
 
@@ -220,19 +223,17 @@ class SpeechRequest(BaseModel):
     @field_validator("style", "instructions")
     @classmethod
     def _check_style(cls, value: str | None) -> str | None:
-        # Both become the style tag before the text: `warm` -> `[warm]` (or given as `[warm]`).
+        # Both become the style tag before the text.
         if value:
             try:
-                tags.apply_style("Hello.", value)
+                tags.style_cue(value)
             except tags.TagError as e:
-                raise ValueError(f"{e}; it becomes a style tag: write a cue like 'warm'") from None
+                raise ValueError(str(e)) from None
         return value
 
     @field_validator("sample_rate")
     @classmethod
     def _check_rate(cls, value: int | None) -> int | None:
-        from s2_plugin.audio import SUPPORTED_RATES  # audio imports this module
-
         if value is not None and value not in SUPPORTED_RATES:
             rates = ", ".join(str(r) for r in SUPPORTED_RATES)
             raise ValueError(f"sample_rate must be one of {rates}")

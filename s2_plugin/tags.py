@@ -59,6 +59,11 @@ def validate(text: str) -> None:
             raise TagError(
                 f"empty tag {tag.raw!r} at position {tag.start}; write a cue like [whisper]"
             )
+        if "<|" in inner or "|>" in inner:
+            raise TagError(
+                f"tag {tag.raw[:20]!r} at position {tag.start} holds S2 markup; a cue is plain "
+                "words such as [whisper], and <|speaker:N|> stands outside brackets"
+            )
         if len(inner) > MAX_TAG_CHARS:
             raise TagError(
                 f"tag {tag.raw[:20]!r}... at position {tag.start} is {len(inner)} characters; "
@@ -119,12 +124,29 @@ def has_speech(text: str) -> bool:
     return any(ch.isalnum() for ch in _TAG_RE.sub("", text))
 
 
+def style_cue(style: str) -> str:
+    """The one tag a style becomes: `warm` and `[warm]` are both `[warm]`.
+
+    The single rule for styles, wherever one is given (a persona, a request, a prompt guide);
+    raises `TagError` saying what to write instead.
+    """
+    text = style.strip()
+    cue = text if text.startswith("[") else f"[{text}]"
+    try:
+        validate(cue)
+    except TagError as e:
+        raise TagError(f"the style {style!r}: {e}; write a cue like 'warm' or '[warm]'") from None
+    found = find_tags(cue)
+    if len(found) != 1 or found[0].raw != cue or found[0].is_speaker:
+        raise TagError(f"the style {style!r} is not one cue; write a cue like 'warm' or '[warm]'")
+    return cue
+
+
 def apply_style(text: str, style: str | None) -> str:
     """Prefix the persona's default style as a tag, unless the text already opens with a cue."""
     if not style:
         return text
-    cue = style if style.startswith("[") else f"[{style}]"
-    validate(cue)
+    cue = style_cue(style)
     stripped = text.lstrip()
     if stripped.startswith("[") or stripped.startswith("<|"):
         return text

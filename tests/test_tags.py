@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from s2_plugin.personas import Persona
+from s2_plugin.prompt import tag_guide
+from s2_plugin.protocol import SpeechRequest
 from s2_plugin.tags import (
     MAX_TAG_CHARS,
     TagError,
@@ -16,6 +20,7 @@ from s2_plugin.tags import (
     speakers,
     strip_speakers,
     strip_tags,
+    style_cue,
     turns,
     validate,
 )
@@ -117,10 +122,33 @@ def test_apply_style() -> None:
     assert apply_style("<|speaker:1|> Hello.", "calm") == "<|speaker:1|> Hello."
 
 
-@pytest.mark.parametrize("style", ["[calm", "calm]", "x" * (MAX_TAG_CHARS + 1), "a\x00b"])
+BAD_STYLES = ["[calm", "calm]", "[a] [b]", "<|speaker:1|>", "x" * (MAX_TAG_CHARS + 1), "a\x00b"]
+
+
+@pytest.mark.parametrize("style", BAD_STYLES)
 def test_apply_style_rejects_bad_style(style: str) -> None:
-    with pytest.raises(TagError):
+    with pytest.raises(TagError, match="write a cue like 'warm'"):
         apply_style("Hello.", style)
+
+
+@pytest.mark.parametrize("style", BAD_STYLES)
+def test_every_place_that_takes_a_style_refuses_the_same_ones(style: str) -> None:
+    # A client's Persona, the wire model the sidecar validates with, and the LLM's tag guide
+    # once disagreed: Persona(style="[warm") passed here, the sidecar refused it, the guide
+    # repaired it. All three now ask tags.style_cue.
+    with pytest.raises(TagError):
+        Persona(name="ava", clip=b"RIFF", transcript="Hi.", style=style)
+    with pytest.raises(ValidationError, match="style"):
+        SpeechRequest(input="Hello.", style=style)
+    with pytest.raises(TagError):
+        tag_guide(style)
+
+
+@pytest.mark.parametrize(("style", "cue"), [("warm", "[warm]"), (" [warm] ", "[warm]")])
+def test_a_style_is_written_as_one_cue(style: str, cue: str) -> None:
+    assert style_cue(style) == cue
+    assert apply_style("Hello.", style) == f"{cue} Hello."
+    assert f"style is {cue};" in tag_guide(style)
 
 
 def test_speakers_in_order() -> None:

@@ -19,16 +19,16 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import wave
 from collections.abc import Sequence
 from pathlib import Path
 
 from s2_plugin import tags
-from s2_plugin.audio import wav_bytes
+from s2_plugin.audio import duration_s, wav_bytes
 from s2_plugin.personas import describe_cast
 from s2_plugin.protocol import SAMPLE_RATE, SpeechRequest, VoiceInfo
 from s2_sidecar.errors import BadRequest
+from s2_sidecar.files import write_atomic
 from s2_sidecar.store import PersonaStore, StoredPersona
 
 FRAME_SAMPLES = 2048
@@ -93,15 +93,14 @@ def _combine(members: tuple[StoredPersona, ...], directory: Path) -> StoredPerso
         name="+".join(m.name for m in members),
         transcript=text,
         sha256=digest.hexdigest(),
-        duration_s=round(len(pcm) / 2 / SAMPLE_RATE, 3),
+        duration_s=round(duration_s(pcm), 3),
     )
     wav = wav_bytes(pcm)
-    path = directory / f"{info.name}.{info.sha256[:16]}.wav"
+    # Named by content alone: a name made of the members' names can pass the file system's limit.
+    path = directory / f"cast.{info.sha256}.wav"
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(wav)
-        os.replace(tmp, path)  # whole or absent, should SGLang-Omni read it meanwhile
+        write_atomic(path, wav)  # whole or absent, should SGLang-Omni read it meanwhile
     return StoredPersona(info, wav, path, cast=members)
 
 
@@ -154,7 +153,7 @@ def check_context(reference: StoredPersona, text: str, max_new_tokens: int | Non
     )
 
 
-def for_cast(text: str, reference: StoredPersona, request: SpeechRequest) -> str:
+def speaker_text(text: str, reference: StoredPersona, request: SpeechRequest) -> str:
     """The input of a cast request, checked against S2's context.
 
     A leading `<|speaker:0|>` is dropped: SGLang-Omni opens every input with one itself. The

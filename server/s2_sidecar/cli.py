@@ -17,12 +17,13 @@ import soundfile as sf
 from s2_plugin.audio import duration_s, wav_bytes
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import Persona, PersonaError, load_personas
-from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, SAMPLE_RATE
+from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, DEFAULT_VOICE, SAMPLE_RATE
 from s2_plugin.script import narrate, parse, parts
 from s2_sidecar import benchmark, doctor, voices
 from s2_sidecar.admission import SCHEDULING
-from s2_sidecar.api import create_app
+from s2_sidecar.app import create_app
 from s2_sidecar.engines import ENGINES, Engine, choose
+from s2_sidecar.engines.sglang_process import MODEL_PATH, Launch
 from s2_sidecar.errors import SidecarError
 from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
@@ -32,7 +33,6 @@ from s2_sidecar.store import PersonaStore
 log = logging.getLogger("s2_sidecar")
 
 API_KEY_ENV = "S2_SIDECAR_API_KEY"
-MODEL = "fishaudio/s2-pro"
 
 
 def default_store() -> Path:
@@ -111,23 +111,26 @@ def _parser() -> argparse.ArgumentParser:
         "nearly due, or serve in arrival order (default %(default)s)",
     )
     g = serve.add_argument_group("sglang_omni engine")
-    g.add_argument("--model-path", default=MODEL, help="HF id or local directory")
+    g.add_argument("--model-path", default=MODEL_PATH, help="HF id or local directory")
     g.add_argument(
         "--sglang-url",
         help="use the SGLang-Omni (or sgl-omni-router-py) at this URL; nothing is launched",
     )
-    g.add_argument("--sglang-command", default="sgl-omni", help="how to run SGLang-Omni")
-    g.add_argument("--sglang-port", type=int, default=0, help="loopback port; 0 picks a free one")
-    g.add_argument("--stream-stride", type=int, default=None, help="codec frames in chunk 1")
-    g.add_argument("--stream-followup-stride", type=int, default=None, help="frames per chunk")
+    launch = Launch()  # the defaults, stated once, in the engine
+    g.add_argument("--sglang-command", default=shlex.join(launch.command), help="run SGLang-Omni")
+    g.add_argument("--sglang-port", type=int, default=launch.port, help="loopback; 0: a free one")
+    g.add_argument("--stream-stride", type=int, default=launch.stream_stride, help="chunk 1 frames")
+    g.add_argument(
+        "--stream-followup-stride", type=int, default=launch.stream_followup_stride, help="frames"
+    )
     g.add_argument("--sglang-args", default="", help="extra `sgl-omni serve` arguments")
-    g.add_argument("--sglang-read-timeout", type=float, default=30.0, help="stall limit, s")
-    g.add_argument("--sglang-backoff", type=float, default=1.0, help="first restart delay, s")
+    g.add_argument("--sglang-read-timeout", type=float, default=launch.read_timeout, help="stall s")
+    g.add_argument("--sglang-backoff", type=float, default=launch.backoff[0], help="restart delay")
     g.add_argument(
         "--sglang-health-interval",
         type=float,
-        default=10.0,
-        help="health check period, s; 3 failures in a row relaunch a wedged SGLang-Omni",
+        default=launch.health_interval,
+        help=f"health check period, s; {launch.health_failures} failures in a row relaunch it",
     )
     serve.set_defaults(run=_serve)
 
@@ -150,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
 
     say = sub.add_parser("say", help="speak a line through a running sidecar into a WAV file")
     say.add_argument("text")
-    say.add_argument("--persona", default="default")
+    say.add_argument("--persona", default=DEFAULT_VOICE)
     say.add_argument("-o", "--output", type=Path, default=Path("out.wav"))
     say.add_argument("--url", default=DEFAULT_URL)
     say.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
@@ -169,8 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     narrate.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
     narrate.set_defaults(run=lambda a: _client_run(a, _narrate))
 
-    download = sub.add_parser("download", help=f"fetch {MODEL} from Hugging Face")
-    download.add_argument("--model", default=MODEL)
+    download = sub.add_parser("download", help=f"fetch {MODEL_PATH} from Hugging Face")
+    download.add_argument("--model", default=MODEL_PATH)
     download.add_argument("--revision", default=None)
     download.set_defaults(run=_download)
 
@@ -277,7 +280,7 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
         from s2_sidecar.engines.preview import PreviewEngine
 
         return PreviewEngine(metrics)
-    from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
+    from s2_sidecar.engines.sglang_omni import SGLangOmniEngine
 
     try:
         launch = Launch(
@@ -287,15 +290,13 @@ def _make_engine(args: argparse.Namespace, metrics: Metrics) -> Engine:
             extra_args=shlex.split(args.sglang_args),
             media_dir=args.store,
             read_timeout=args.sglang_read_timeout,
-            backoff=(args.sglang_backoff, 60.0),
+            stream_stride=args.stream_stride,
+            stream_followup_stride=args.stream_followup_stride,
+            backoff=(args.sglang_backoff, Launch.backoff[1]),
             health_interval=args.sglang_health_interval,
         )
     except ValueError as e:
         raise UsageError(str(e)) from e
-    if args.stream_stride is not None:
-        launch.stream_stride = args.stream_stride
-    if args.stream_followup_stride is not None:
-        launch.stream_followup_stride = args.stream_followup_stride
     return SGLangOmniEngine(metrics, launch, url=args.sglang_url)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from s2_plugin.audio import float_to_pcm16, resample, samples, wav_bytes
+from s2_plugin.audio import duration_s, float_to_pcm16, resample, samples, wav_bytes
 from s2_plugin.protocol import SAMPLE_RATE
 from s2_sidecar.errors import BadRequest
 
@@ -46,7 +46,7 @@ class Clip:
 
     @property
     def duration_s(self) -> float:
-        return len(self.pcm) / 2 / SAMPLE_RATE
+        return duration_s(self.pcm)
 
     def wav(self) -> bytes:
         return wav_bytes(self.pcm, SAMPLE_RATE)

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from s2_sidecar.engines.sglang_process import MODEL_PATH
+
 SUPPORTED_CAPABILITIES = ("8.9", "9.0", "10.0", "12.0")
 _SUPPORTED = ", ".join(SUPPORTED_CAPABILITIES)
 MIN_GPU_GB = 24.0
@@ -293,7 +295,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], store:
     from s2_plugin.protocol import DEFAULT_PORT
 
     p = sub.add_parser("doctor", help="check that this machine can run S2-Pro, and say why not")
-    p.add_argument("--model-path", default="fishaudio/s2-pro", help="HF id or local directory")
+    p.add_argument("--model-path", default=MODEL_PATH, help="HF id or local directory")
     p.add_argument("--store", type=Path, default=store, help="persona directory")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)

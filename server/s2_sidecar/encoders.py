@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import struct
 from fractions import Fraction
-from typing import Literal
 
 import av
 import numpy as np
 
 from s2_plugin.audio import SAMPLE_RATE, StreamResampler, samples
-
-Format = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]
-FORMATS: tuple[Format, ...] = ("wav", "pcm", "mp3", "opus", "aac", "flac")
+from s2_plugin.protocol import ResponseFormat as Format
 
 CONTENT_TYPES: dict[Format, str] = {
     "wav": "audio/wav",

@@ -5,6 +5,8 @@ The message always says what the caller should change (4xx) or that it should re
 
 from __future__ import annotations
 
+from s2_plugin.protocol import ErrorBody, ErrorDetail
+
 
 class SidecarError(Exception):
     status = 500
@@ -72,3 +74,9 @@ class EngineFailed(SidecarError):
 
     status = 502
     type = "engine_error"
+
+
+def error_json(status: int, message: str, code: str | None, type_: str | None = None) -> str:
+    """The JSON error body every failure answers with, in OpenAI's shape."""
+    kind = type_ or ("server_error" if status >= 500 else "invalid_request_error")
+    return ErrorBody(error=ErrorDetail(message=message, type=kind, code=code)).model_dump_json()

@@ -13,7 +13,6 @@ closed, streams in flight get `drain_timeout` to finish, then whatever is left i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import time
@@ -24,8 +23,11 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from s2_sidecar import api
+from s2_sidecar import app as sidecar_app
+from s2_sidecar.bodies import error_response
+from s2_sidecar.errors import error_json
 from s2_sidecar.settings import Settings
+from s2_sidecar.state import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _canned(status: int, message: str, code: str, extra: str = "") -> bytes:
     """A whole HTTP response for a connection that never reaches the app."""
-    kind = "server_error" if status >= 500 else "invalid_request_error"
-    body = json.dumps({"error": {"message": message, "type": kind, "code": code}})
+    body = error_json(status, message, code)
     return (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n{body}"
@@ -134,10 +135,7 @@ class _Connection(RequestHandler):
             raise ConnectionError("the response is partly sent; the connection is broken")
         text = message or (str(exc) if exc else "") or HTTPStatus(status).phrase
         log.info("rejected a malformed request from %s: %s %s", request.remote, status, text)
-        error_type = "server_error" if status >= 500 else "invalid_request_error"
-        response = api.error_response(
-            status, f"malformed HTTP request: {text}", error_type, f"http_{status}"
-        )
+        response = error_response(status, f"malformed HTTP request: {text}", f"http_{status}")
         response.force_close()
         return response
 
@@ -188,7 +186,7 @@ async def serve(app: web.Application, host: str, port: int, settings: Settings) 
 
 
 async def _drain(app: web.Application, server: web.Server, limit: float) -> None:
-    api.start_draining(app)
+    sidecar_app.start_draining(app)
     started = time.monotonic()
     log.info("shutting down: draining streams for up to %g s", limit)
     while True:
@@ -199,8 +197,8 @@ async def _drain(app: web.Application, server: web.Server, limit: float) -> None
         if not busy or time.monotonic() - started >= limit:
             break
         await asyncio.sleep(0.05)
-    cut = api.in_flight(app)
-    app[api.METRICS].streams_aborted.labels("shutdown").inc(len(cut))
+    cut = sidecar_app.in_flight(app)
+    app[METRICS].streams_aborted.labels("shutdown").inc(len(cut))
     if cut:
         log.warning(
             "drain limit of %g s reached: cutting %d streams (request ids %s)",

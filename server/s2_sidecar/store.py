@@ -14,8 +14,6 @@ leftovers of such a crash and are removed at load.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +24,10 @@ from s2_plugin.protocol import VoiceInfo
 from s2_plugin.tags import TagError
 from s2_sidecar import clips
 from s2_sidecar.errors import BadRequest, Conflict, NotFound
+from s2_sidecar.files import TMP_PREFIX, fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
-_TMP_PREFIX = ".tmp-"
 INLINE_DIR = "inline"
 """Where clips sent inline live (content-named), so an engine can read them by path."""
 MAX_INLINE = 64
@@ -78,7 +76,7 @@ class PersonaStore:
             loaded[info.name] = StoredPersona(info, wav, path)
         keep = {self._clip_path(p.info).name for p in loaded.values()}
         for path in self.root.iterdir():
-            if path.name.startswith(_TMP_PREFIX) or (
+            if path.name.startswith(TMP_PREFIX) or (
                 path.suffix == ".wav" and path.name not in keep
             ):
                 log.warning("removing %s, left over from an interrupted write", path.name)
@@ -145,8 +143,8 @@ class PersonaStore:
         persona = StoredPersona(info, clip.wav(), self._clip_path(info))
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._write(self._clip_path(info), persona.wav)
-            self._write(self.root / f"{name}.json", info.model_dump_json(indent=2).encode())
+            write_atomic(self._clip_path(info), persona.wav)
+            write_atomic(self.root / f"{name}.json", info.model_dump_json(indent=2).encode())
             previous = self._personas.get(name)
             self._personas[name] = persona
         if previous is not None and previous.info.sha256 != digest:
@@ -177,7 +175,7 @@ class PersonaStore:
         persona = StoredPersona(info, clip.wav(), folder / f"{digest[:16]}.wav")
         with self._lock:
             folder.mkdir(parents=True, exist_ok=True)
-            self._write(persona.path, persona.wav)
+            write_atomic(persona.path, persona.wav)
             self._inline[digest] = persona
             while len(self._inline) > MAX_INLINE:
                 evicted = self._inline.pop(next(iter(self._inline)))
@@ -188,25 +186,12 @@ class PersonaStore:
         persona = self.get(name)
         with self._lock:
             (self.root / f"{name}.json").unlink(missing_ok=True)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._clip_path(persona.info).unlink(missing_ok=True)
             self._personas.pop(name, None)
 
     def _clip_path(self, info: VoiceInfo) -> Path:
         return self.root / f"{info.name}.{info.sha256[:16]}.wav"
-
-    def _write(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.root)
 
 
 def _check_fields(name: str, audio: bytes, transcript: str, style: str | None) -> None:
@@ -225,17 +210,7 @@ def _check_text(transcript: str, style: str | None) -> None:
     except TagError as e:
         raise BadRequest(f"the transcript: {e}", "invalid_persona") from e
     try:
-        tags.apply_style("Hello.", style)
+        if style:
+            tags.style_cue(style)
     except TagError as e:
-        raise BadRequest(
-            f"the style {style!r}: {e}; give a cue such as 'warm' or '[warm]'", "invalid_persona"
-        ) from e
-
-
-def _fsync_dir(path: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise BadRequest(str(e), "invalid_persona") from e

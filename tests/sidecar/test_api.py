@@ -507,6 +507,14 @@ async def test_a_speech_body_over_64k_is_refused_unread(sidecar: SidecarProcess)
     assert status == 413 and error["error"]["code"] == "body_too_large"  # type: ignore[index]
 
 
+async def test_naming_references_without_a_clip_does_not_lift_the_64k_limit(
+    sidecar: SidecarProcess,
+) -> None:
+    body = {"input": "Hello.", "references": [], "ref_text": "x" * 100_000}
+    status, error = await post_speech(sidecar.url, json=body)
+    assert status == 413 and error["error"]["code"] == "body_too_large"  # type: ignore[index]
+
+
 async def test_long_unpunctuated_text_is_spoken_whole_in_bounded_memory(
     make_sidecar,  # type: ignore[no-untyped-def]
 ) -> None:

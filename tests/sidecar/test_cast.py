@@ -176,7 +176,7 @@ def test_sglang_omni_builds_fish_speechs_multi_speaker_prompt(
     members = (AVA, BEN, CY)
     ref = cast.combined(members, casts)
     script = "<|speaker:0|> Hello there.\n<|speaker:1|>Hi, Ava.\n<|speaker:2|>Hello both."
-    text = cast.for_cast(script, ref, SpeechRequest(input=script, cast=CAST))
+    text = cast.speaker_text(script, ref, SpeechRequest(input=script, cast=CAST))
     adapter = s2_tokenizer.S2ProTokenizerAdapter(_Tokenizer())
     # What stages.py `_preprocess` hands `build_prompt` for our one reference.
     reference = s2_tokenizer.Reference(
@@ -216,10 +216,10 @@ def test_a_cast_that_fits_passes_and_one_that_does_not_is_refused_with_the_numbe
 def test_a_leading_speaker_zero_is_left_to_sglang_omni(casts: Path) -> None:
     ref = cast.combined([AVA, BEN], casts)
     request = SpeechRequest(input="x", cast=["ava", "ben"])
-    assert cast.for_cast(" <|speaker:0|> Hi.", ref, request) == "Hi."
-    assert cast.for_cast("<|speaker:1|> Hi.", ref, request) == "<|speaker:1|> Hi."
+    assert cast.speaker_text(" <|speaker:0|> Hi.", ref, request) == "Hi."
+    assert cast.speaker_text("<|speaker:1|> Hi.", ref, request) == "<|speaker:1|> Hi."
     styled = SpeechRequest(input="x", cast=["ava", "ben"], style="calm")
-    assert cast.for_cast("<|speaker:0|>Hi.", ref, styled) == "[calm] Hi."
+    assert cast.speaker_text("<|speaker:0|>Hi.", ref, styled) == "[calm] Hi."
 
 
 # --- on the sidecar

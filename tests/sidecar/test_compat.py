@@ -68,7 +68,10 @@ def sdk(sidecar: SidecarProcess) -> openai.OpenAI:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_openai_sdk_every_format(sidecar: SidecarProcess, fmt: str) -> None:
     response = sdk(sidecar).audio.speech.create(
-        model="s2-pro", voice="alloy", input=SENTENCE, response_format=fmt  # type: ignore[arg-type]
+        model="s2-pro",
+        voice="alloy",
+        input=SENTENCE,
+        response_format=fmt,  # type: ignore[arg-type]
     )
     words = heard(response.content, fmt)
     assert wer(SENTENCE, words) <= MAX_WER, words

@@ -16,7 +16,8 @@ import aiohttp
 import numpy as np
 import pytest
 from s2_sidecar import voices
-from s2_sidecar.engines.sglang_omni import Launch, SGLangOmniEngine
+from s2_sidecar.engines.sglang_omni import SGLangOmniEngine
+from s2_sidecar.engines.sglang_process import Launch
 from s2_sidecar.metrics import Metrics
 from support.cast import write_personas
 from support.sidecar import SidecarProcess, free_port
@@ -393,6 +394,8 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
 async def test_a_cast_goes_as_one_combined_reference_the_same_bytes_each_time(
     s2: tuple[SidecarProcess, Upstream], upstream: Upstream, tmp_path: Path
 ) -> None:
@@ -419,4 +422,3 @@ async def test_a_cast_goes_as_one_combined_reference_the_same_bytes_each_time(
     joe_pcm = next(sidecar.store.glob("joe.*.wav")).read_bytes()[44:]
     assert combined.startswith(joe_pcm) and len(combined) % (2 * 2048) == 0
     assert len(combined) > len(joe_pcm) + 5 * 44100 * 2  # ben's clip follows
-

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
-import time
-from collections.abc import Callable
 
 import pytest
+from aiohttp import web
+from aiohttp.http_writer import StreamWriter
+from aiohttp.web_protocol import RequestHandler
 from support.sidecar import SidecarProcess
+from support.waiting import wait_for
 
 # About 4 minutes of speech: far more than a socket's buffers hold, so an unread stream blocks.
 ENDLESS = " ".join(["word"] * 700)
@@ -43,14 +46,6 @@ def stalled_reader(port: int, text: str = ENDLESS) -> socket.socket:
     body = json.dumps({"input": text, "stream": True, "response_format": "pcm"}).encode()
     s.sendall(SPEECH + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     return s
-
-
-def wait_for(check: Callable[[], bool], what: str, limit_s: float = 60) -> None:
-    """Poll a condition on the sidecar (each poll is an HTTP round trip); fail past `limit_s`."""
-    deadline = time.monotonic() + limit_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {limit_s} s: {what}")
 
 
 @pytest.mark.parametrize(
@@ -109,8 +104,9 @@ def test_a_client_that_never_reads_is_cut(make_sidecar) -> None:  # type: ignore
     process: SidecarProcess = make_sidecar(args=["--write-timeout", "0.5"])
     with stalled_reader(process.port):
         wait_for(
-            lambda: process.metrics().value("s2_streams_aborted_total", reason="write_timeout")
-            == 1,
+            lambda: (
+                process.metrics().value("s2_streams_aborted_total", reason="write_timeout") == 1
+            ),
             "the stalled stream is cut",
         )
         wait_for(lambda: process.metrics()["s2_active_streams"] == 0, "its generation stopped")
@@ -141,3 +137,16 @@ def test_sigterm_drains_then_cuts_stalled_streams(make_sidecar) -> None:  # type
     finally:
         for s in clients:
             s.close()
+
+
+def test_the_aiohttp_members_the_server_builds_on_are_still_there() -> None:
+    """httpserver.py relies on RequestHandler members aiohttp does not document; pyproject pins
+    aiohttp below the next minor, and this names what changed when a new one is let in."""
+    handle_error = inspect.signature(RequestHandler.handle_error).parameters
+    assert list(handle_error) == ["self", "request", "status", "exc", "message"]
+    assert list(inspect.signature(RequestHandler.data_received).parameters) == ["self", "data"]
+    assert "keepalive_timeout" in inspect.signature(RequestHandler.__init__).parameters
+    for member in ("connection_made", "connection_lost", "close", "transport"):
+        assert hasattr(RequestHandler, member), member
+    assert isinstance(inspect.getattr_static(web.Server, "connections"), property)
+    assert isinstance(inspect.getattr_static(StreamWriter, "output_size"), int)

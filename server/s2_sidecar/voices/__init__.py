@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from s2_plugin.protocol import DEFAULT_VOICE
 from s2_sidecar.store import PersonaStore, StoredPersona
 
-NAME = "default"
 CLIP = Path(__file__).with_name("default.flac")
 TRANSCRIPT = (
     "Hi, I'm Joe, the preview voice of this project. I read this short passage so that the "
@@ -24,4 +24,6 @@ TRANSCRIPT = (
 
 def ensure_default(store: PersonaStore) -> StoredPersona:
     """The persona `default`: the store's own if it has one, else the bundled voice."""
-    return store.find(NAME) or store.register(NAME, CLIP.read_bytes(), TRANSCRIPT)[0]
+    return (
+        store.find(DEFAULT_VOICE) or store.register(DEFAULT_VOICE, CLIP.read_bytes(), TRANSCRIPT)[0]
+    )
