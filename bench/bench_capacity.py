@@ -6,14 +6,15 @@ prints first); a real sidecar process on the `sglang_omni` engine reaches it by
 `--sglang-url`; N simulated calls (LLM at 50 tokens/s, replies of 1-6 sentences, user turns of
 1-6 s, barge-ins on a quarter of replies) go through the plugin's `SpeechStream`.
 
-For each scheduling (the sidecar's arrival order, and its deadline order) it prints first audio
-p50/p95, the underrun share and the audio never played at 8/16/32/48 calls, then finds the most
-calls that meet the target (first audio p95 <= 300 ms from a reply's first request, >= 99.9% of
-played audio without underrun, nothing refused) by bisection. Everything runs in real time, so
-each level lasts `--seconds` (default 40 s of conversation per call, about 3 replies); the whole
-run takes some 15 minutes. On a 2-core machine shared with other work the clients, sidecar and
-stand-in compete for the CPU, which shows as extra first-audio latency: read the numbers as an
-upper bound.
+For each scheduling (the sidecar's arrival order; the same with deadline mode's budget of
+generations; deadline order) it prints first audio p50/p95, the underrun share and the audio
+never played at 8/16/32/48 calls, then finds the most calls that meet the target (first audio
+p95 <= 300 ms from a reply's first request, >= 99.9% of played audio without underrun, nothing
+refused) by bisection over 1..16. Everything runs in real time, so each level lasts `--seconds`
+(default 30 s of conversation per call, 2-3 replies each: few replies at small N, so a level's
+p95 is noisy); the whole run takes about 20 minutes. On a 2-core machine shared with other work
+the clients, sidecar and stand-in compete for the CPU, which shows as extra first-audio latency
+and gaps: read the numbers as a lower bound of the capacity.
 
 The last line: `capacity: N calls with deadline scheduling, M without`.
 
@@ -53,7 +54,11 @@ from s2_plugin.client import S2Client  # noqa: E402
 STANDIN = ROOT / "tests" / "support" / "sglang_standin.py"
 STRIDE, FOLLOWUP = 8, 16
 """The sidecar's launch strides (`engines/sglang_omni.py` `Launch`)."""
-MODES: dict[str, list[str]] = {"arrival order": [], "deadline": ["--scheduling", "deadline"]}
+MODES = ("arrival", "arrival+budget", "deadline")
+"""The sidecar as it was (arrival order, no budget of its own), the same with deadline mode's
+budget (to tell the budget's share from the order's), and deadline scheduling."""
+BUDGET = 5
+"""Generations at once in deadline mode (`--max-concurrency`): see docs/capacity.md."""
 
 
 def model_check(profile_path: Path) -> None:
@@ -140,20 +145,26 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--profile", type=Path, default=H200)
     p.add_argument("--levels", default="8,16,32,48")
-    p.add_argument("--seconds", type=float, default=40.0)
-    p.add_argument("--top", type=int, default=48, help="largest call count the search tries")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--top", type=int, default=16, help="largest call count the search tries")
     p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--budget", type=int, default=BUDGET, help="deadline mode's generations")
+    p.add_argument("--lead", type=float, default=None, help="deadline mode's --lead")
     args = p.parse_args()
     model_check(args.profile)
     found: dict[str, int] = {}
     with standin(args.profile) as upstream, tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes.split(","):
-            flags = ["--sglang-url", upstream, *MODES[mode]]
+            flags = ["--sglang-url", upstream, "--scheduling", mode.split("+")[0]]
+            if mode != "arrival":
+                flags += ["--max-concurrency", str(args.budget)]
+            if mode == "deadline" and args.lead is not None:
+                flags += ["--lead", str(args.lead)]
             with SidecarProcess(
                 Path(tmp) / mode, engine="sglang_omni", personas=PERSONAS_TOML, args=flags
             ) as sidecar:
                 sidecar.wait_ready()
-                print(f"\n{mode}: {args.seconds:.0f} s of conversation per call")
+                print(f"\n{mode}: {' '.join(flags[2:])}, {args.seconds:.0f} s of talk per call")
                 for n in [int(x) for x in args.levels.split(",") if x]:
                     level(sidecar, upstream, n, args.seconds)
                 print(f"{mode}: capacity search")
@@ -161,7 +172,7 @@ def main() -> None:
                 found[mode] = capacity(sidecar, upstream, args.seconds, args.top)
                 print(f"  {found[mode]} calls ({time.monotonic() - start:.0f} s)")
     with_ = found.get("deadline", 0)
-    without = found.get("arrival order", 0)
+    without = found.get("arrival", 0)
     print(f"capacity: {with_} calls with deadline scheduling, {without} without")
 
 
