@@ -144,12 +144,15 @@ async def _reply(client: S2Client, load: CallLoad, rng: random.Random) -> Reply:
     first_request: list[float] = []
 
     async def llm() -> None:
-        for n, word in enumerate(words):
-            stream.push_text(word if n == 0 else " " + word)
-            if stream.segments and not first_request:
-                first_request.append(time.perf_counter())
-            await asyncio.sleep(TOKENS_PER_WORD / load.tokens_per_s)
-        stream.end_input()
+        try:
+            for n, word in enumerate(words):
+                stream.push_text(word if n == 0 else " " + word)
+                if stream.segments and not first_request:
+                    first_request.append(time.perf_counter())
+                await asyncio.sleep(TOKENS_PER_WORD / load.tokens_per_s)
+            stream.end_input()
+        except RuntimeError:  # the stream was closed: a barge-in, or a request failed
+            return
         if not first_request:
             first_request.append(time.perf_counter())
 
