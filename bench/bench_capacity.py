@@ -126,6 +126,8 @@ def level(sidecar: SidecarProcess, upstream: str, calls: int, seconds: float) ->
 
     report, gpu = asyncio.run(go())
     print(f"  {render(report)}  GPU-s wasted {report.wasted_s_per_call * gpu:.2f}/call", flush=True)
+    for error in report.error_samples:
+        print(f"    error: {error}")
     return report
 
 
