@@ -62,7 +62,7 @@ LONG_FIRST = "Your order shipped this morning and should arrive on Friday. Then 
 
 def test_a_long_first_clause_is_cut_between_words_when_asked() -> None:
     first = "Your order shipped this morning and should arrive on Friday."
-    assert run(LONG_FIRST) == [first, "Then it is yours."]  # by default at a clause end only
+    assert run(LONG_FIRST, first_max_words=0) == [first, "Then it is yours."]  # clause ends only
     assert run(LONG_FIRST, first_max_words=8) == [
         "Your order shipped this morning and should arrive",
         "on Friday. Then it is yours.",
