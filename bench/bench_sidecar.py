@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import random
 import shlex
@@ -32,10 +33,12 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from s2_sidecar import clips  # noqa: E402
 from s2_sidecar.engines import compact  # noqa: E402
 from support.sidecar import SidecarProcess, free_port  # noqa: E402
 
@@ -154,6 +157,14 @@ def bench_reference_cost(runs: int = 50) -> None:
                     base64.b64decode(ref["data"], validate=True)
         took = (time.perf_counter() - start) / runs * 1000
         print(f"  {name:12s} {len(body):9d} bytes  {took:7.3f} ms")
+    # The router's fallback when FLAC does not fit: how close the MP3 stays to the clip.
+    canonical = clips.prepare(wav).wav()
+    mp3, _ = compact.encode(canonical, fits=0)
+    ref, _ = sf.read(io.BytesIO(canonical))
+    back, _ = sf.read(io.BytesIO(mp3))
+    n = min(len(ref), len(back))  # libsndfile decodes LAME's MP3 gapless: no lag to align
+    snr = 10 * np.log10(np.sum(ref[:n] ** 2) / np.sum((ref[:n] - back[:n]) ** 2))
+    print(f"  MP3 fallback: {len(mp3)} bytes, {snr:.1f} dB SNR against the canonical clip")
 
 
 async def main() -> None:

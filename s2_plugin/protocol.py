@@ -118,7 +118,7 @@ class SpeechRequest(BaseModel):
     """One synthesis request: OpenAI's and SGLang-Omni 0.1.9's `CreateSpeechRequest` fields.
 
     Defaults are SGLang-Omni's (a WAV, not streamed). A field neither API has is refused, by
-    name; fields S2 cannot honour are refused with the reason (see the README, "Speech API").
+    name; fields S2 cannot honour are refused with the reason (see docs/api.md).
     Types are strict: `"stream": "yes"` is an error, not true.
     """
 

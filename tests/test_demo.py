@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -11,29 +10,16 @@ import wave
 from pathlib import Path
 
 import numpy as np
+from support.checkout import clean_copy
 from support.speech import transcribe, wer
 
 from s2_plugin.audio import ulaw_decode
 from s2_plugin.tags import strip_tags
 
-ROOT = Path(__file__).resolve().parents[1]
 # PocketSphinx on the preview voice, 6 runs: 0.09-0.26 at 24 kHz and 0.28-0.50 over 8 kHz
 # mu-law (its model is wideband); the same audio reversed scores 0.98.
 MAX_WER = 0.4
 MAX_WER_PHONE = 0.7
-
-
-def clean_copy(dest: Path) -> Path:
-    """The committed files only, as a fresh clone has them."""
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        source = ROOT / name.decode()
-        if source.is_file():
-            (dest / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name.decode())
-    return dest
 
 
 def read_wav(path: Path) -> tuple[tuple[int, int, int, int], bytes]:

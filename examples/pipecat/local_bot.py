@@ -4,6 +4,7 @@ Speech-to-text and the LLM come from their providers, with keys from the environ
 Pipecat's own examples; the voice comes from the local sidecar. The persona is registered on
 the sidecar when the pipeline starts (once: a second run finds it there).
 
+    python3 -m venv .venv && . .venv/bin/activate     # from the repository root
     pip install -e '.[pipecat,server,preview]' 'pipecat-ai[runner,webrtc,deepgram,silero]'
     s2-sidecar serve
     DEEPGRAM_API_KEY=... OPENAI_API_KEY=... python examples/pipecat/local_bot.py

@@ -5,6 +5,7 @@ websocket `/ws`; `TwilioFrameSerializer` turns its mu-law media into 8 kHz PCM a
 pipeline runs at 8 kHz in and out, so `S2TTSService` resamples S2's 44.1 kHz audio once,
 straight to the phone's rate.
 
+    python3 -m venv .venv && . .venv/bin/activate     # from the repository root
     pip install -e '.[pipecat,server,preview]' uvicorn 'pipecat-ai[deepgram,silero]'
     s2-sidecar serve --personas examples/personas/personas.toml
     DEEPGRAM_API_KEY=... OPENAI_API_KEY=... python examples/pipecat/phone_bot.py

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import statistics
@@ -26,10 +27,12 @@ import aiohttp
 import numpy as np
 import soundfile as sf
 
-from s2_plugin.audio import SampleAligner
-from s2_plugin.client import S2Client
-from s2_plugin.protocol import DEFAULT_URL, HEALTH_PATH, SAMPLE_RATE, SPEECH_PATH, VOICES_PATH
+from s2_plugin.client import S2Client, S2Error, read_pcm
+from s2_plugin.personas import Persona
+from s2_plugin.protocol import DEFAULT_URL, HEALTH_PATH, SAMPLE_RATE, SPEECH_PATH
 from s2_sidecar import calls, voices
+
+HELP = "measure first audio, RTF and a concurrency sweep"
 
 TEXT = "Thanks for calling. Your order shipped this morning and should arrive on Friday."
 PUBLISHED = (
@@ -37,10 +40,17 @@ PUBLISHED = (
     "SGLang-Omni ~140 ms TTFA at batch 1; reported H100 runs at 16 streams: TTFA p50 "
     "0.76-1.48 s, 6-90% of streams gap-free depending on the stride"
 )
+PREVIEW_WARNING = (
+    "PREVIEW ENGINE: this sidecar speaks with the CPU preview voice (Piper), not S2-Pro. These "
+    "numbers say nothing about S2 on a GPU; run the bench against a sidecar on the "
+    "sglang_omni engine to measure S2."
+)
 
 
 @dataclass
-class Stream:
+class StreamTiming:
+    """One measured stream: when its audio started, how long it lasted, whether it ran dry."""
+
     ttfa_s: float | None = None
     total_s: float = 0.0
     audio_s: float = 0.0
@@ -63,6 +73,8 @@ class Level:
 class Report:
     url: str
     target: str
+    engine: str | None = None
+    """The sidecar's engine (`preview` or `sglang_omni`); None for a bare SGLang-Omni."""
     cold_ttfa_ms: float | None = None
     warm_ttfa_ms: float | None = None
     rtf: float | None = None
@@ -75,15 +87,18 @@ class Bench:
         self.session = session
         self.url = url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = S2Client(self.url, api_key=api_key, session=session, read_timeout=120)
         self.voice: dict[str, object] = {}
 
-    async def target(self) -> str:
-        """`sidecar` or `sglang-omni`: a sidecar's /health names its engine."""
+    async def target(self) -> tuple[str, str | None]:
+        """`sidecar` or `sglang-omni`, and the engine a sidecar's /health names."""
         async with self.session.get(self.url + HEALTH_PATH) as r:
             body = await r.json(content_type=None)
         if r.status != 200:
             raise RuntimeError(f"{self.url} is not ready: {body}")
-        return "sidecar" if "engine" in body else "sglang-omni"
+        if "engine" in body:
+            return "sidecar", str(body["engine"])
+        return "sglang-omni", None
 
     async def fresh_persona(self, target: str) -> None:
         clip = _unique_clip()
@@ -95,28 +110,23 @@ class Bench:
             }
             self.voice = {"references": [reference]}
             return
-        name = f"bench-{uuid.uuid4().hex[:8]}"
-        form = aiohttp.FormData()
-        form.add_field("name", name)
-        form.add_field("transcript", voices.TRANSCRIPT)
-        form.add_field("audio", clip, filename="bench.flac", content_type="audio/flac")
-        async with self.session.post(self.url + VOICES_PATH, data=form, headers=self.headers) as r:
-            if r.status >= 300:
-                raise RuntimeError(f"could not register the bench persona: {await r.text()}")
-        self.voice = {"voice": name}
+        persona = Persona(f"bench-{uuid.uuid4().hex[:8]}", clip, voices.TRANSCRIPT)
+        try:
+            await self.client.register(persona)
+        except S2Error as e:
+            raise RuntimeError(f"could not register the bench persona: {e}") from e
+        self.voice = {"voice": persona.name}
 
     async def cleanup(self) -> None:
         if name := self.voice.get("voice"):
-            url = f"{self.url}{VOICES_PATH}/{name}"
-            async with self.session.delete(url, headers=self.headers):
-                pass
+            with contextlib.suppress(S2Error):
+                await self.client.delete_voice(str(name))
 
-    async def stream(self, text: str = TEXT) -> Stream:
+    async def stream(self, text: str = TEXT) -> StreamTiming:
         body = {"input": text, "stream": True, "response_format": "pcm", **self.voice}
-        out = Stream()
+        out = StreamTiming()
         start = time.perf_counter()
         samples = 0
-        aligner = SampleAligner()
         try:
             async with self.session.post(
                 self.url + SPEECH_PATH, json=body, headers=self.headers
@@ -124,24 +134,21 @@ class Bench:
                 if r.status != 200:
                     out.error = f"{r.status}: {(await r.text())[:200]}"
                     return out
-                async for data in r.content.iter_any():
+                async for pcm in read_pcm(r):
                     now = time.perf_counter() - start
-                    pcm = aligner.push(data)
-                    if not pcm:
-                        continue
                     if out.ttfa_s is None:
                         out.ttfa_s = now
                     elif now - out.ttfa_s > samples / SAMPLE_RATE:
                         out.underrun = True  # the player ran dry before this chunk came
                     samples += len(pcm) // 2
-        except (aiohttp.ClientError, TimeoutError) as e:
+        except (aiohttp.ClientError, TimeoutError, S2Error) as e:
             out.error = f"{type(e).__name__}: {e}"
         out.total_s = time.perf_counter() - start
         out.audio_s = samples / SAMPLE_RATE
         return out
 
     async def level(self, streams: int, rounds: int) -> Level:
-        async def worker() -> list[Stream]:
+        async def worker() -> list[StreamTiming]:
             return [await self.stream() for _ in range(rounds)]
 
         results = [
@@ -172,7 +179,8 @@ async def run_bench(
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         bench = Bench(session, url, api_key)
-        report = Report(url=url, target=await bench.target())
+        target, engine = await bench.target()
+        report = Report(url=url, target=target, engine=engine)
         await bench.fresh_persona(report.target)
         try:
             cold = await bench.stream()
@@ -188,10 +196,9 @@ async def run_bench(
                 report.sweep.append(await bench.level(n, rounds))
             if call_levels and report.target != "sidecar":
                 raise RuntimeError("--calls needs a sidecar: its personas carry the voice")
-            async with S2Client(url, api_key=api_key, session=session) as client:
-                for n in call_levels:
-                    load = calls.CallLoad(n, call_seconds, voice=str(bench.voice["voice"]))
-                    report.calls.append(await calls.run_calls(client, load))
+            for n in call_levels:
+                load = calls.CallLoad(n, call_seconds, voice=str(bench.voice["voice"]))
+                report.calls.append(await calls.run_calls(bench.client, load))
         finally:
             await bench.cleanup()
     return report
@@ -201,8 +208,11 @@ def render(report: Report) -> str:
     def f(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    lines = [
-        f"s2-sidecar bench: {report.url} ({report.target})",
+    preview = report.engine == "preview"
+    engine = f", {report.engine} engine" if report.engine else ""
+    lines = [PREVIEW_WARNING, ""] if preview else []
+    lines += [
+        f"s2-sidecar bench: {report.url} ({report.target}{engine})",
         f"  time to first audio, cold persona   {f(report.cold_ttfa_ms, '8.1f')} ms",
         f"  time to first audio, warm persona   {f(report.warm_ttfa_ms, '8.1f')} ms (median)",
         f"  real-time factor, warm              {f(report.rtf, '8.3f')}",
@@ -218,14 +228,13 @@ def render(report: Report) -> str:
     if report.calls:
         lines += ["", "  call load (target: first audio p95 <= 300 ms, >= 99.9% without underrun)"]
         lines += ["  " + calls.render(load) for load in report.calls]
-    lines += ["", "  " + PUBLISHED]
+    # Never beside the preview's: a CPU voice's numbers next to an H200's invite the comparison.
+    lines += ["", PREVIEW_WARNING if preview else "  " + PUBLISHED]
     return "\n".join(lines)
 
 
-def add_command(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], api_key: str | None
-) -> None:
-    p = sub.add_parser("bench", help="measure first audio, RTF and a concurrency sweep")
+def add_arguments(p: argparse.ArgumentParser, api_key: str | None) -> None:
+    """The `bench` command's flags, on the parser `s2-sidecar` made for it."""
     p.add_argument("--url", default=DEFAULT_URL, help="a sidecar, or a bare SGLang-Omni / router")
     p.add_argument("--api-key", default=api_key)
     p.add_argument("--streams", default="1,4,16,32", help="concurrency levels, comma-separated")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -12,14 +13,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import soundfile as sf
-
-from s2_plugin.audio import duration_s, wav_bytes
-from s2_plugin.client import S2Client, S2Error
+from s2_plugin.audio import duration_s
+from s2_plugin.client import S2Client, S2Error, S2StatusError
 from s2_plugin.personas import Persona, PersonaError, load_personas
 from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, DEFAULT_VOICE, SAMPLE_RATE
 from s2_plugin.script import narrate, parse, parts
-from s2_sidecar import benchmark, doctor, voices
+from s2_sidecar import benchmark, doctor, outputs, voices
 from s2_sidecar.admission import SCHEDULING
 from s2_sidecar.app import create_app
 from s2_sidecar.engines import ENGINES, Engine, choose
@@ -28,11 +27,14 @@ from s2_sidecar.errors import SidecarError
 from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
 from s2_sidecar.settings import Settings
-from s2_sidecar.store import PersonaStore
+from s2_sidecar.store import VOICE_EXISTS, PersonaStore
 
 log = logging.getLogger("s2_sidecar")
 
 API_KEY_ENV = "S2_SIDECAR_API_KEY"
+URL_ENV = "S2_SIDECAR_URL"
+"""Where the client commands find the sidecar, as the examples read it."""
+_FORMATS_HELP = "the suffix picks the format: " + ", ".join(s[1:] for s in outputs.SUFFIXES)
 
 
 def default_store() -> Path:
@@ -61,8 +63,24 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s2-sidecar", description=__doc__)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(required=True, metavar="COMMAND")
+    _serve_arguments(sub.add_parser("serve", help="run the sidecar"))
+    _personas_arguments(sub.add_parser("personas", help="manage the personas of a running sidecar"))
+    _say_arguments(sub.add_parser("say", help="speak a line through a running sidecar"))
+    _narrate_arguments(
+        sub.add_parser("narrate", help="speak a script of several voices through a running sidecar")
+    )
+    download = sub.add_parser("download", help=f"fetch {MODEL_PATH} from Hugging Face")
+    download.add_argument("--model", default=MODEL_PATH)
+    download.add_argument("--revision", default=None)
+    download.set_defaults(run=_download)
+    doctor.add_arguments(sub.add_parser("doctor", help=doctor.HELP), default_store())
+    benchmark.add_arguments(
+        sub.add_parser("bench", help=benchmark.HELP), os.environ.get(API_KEY_ENV)
+    )
+    return p
 
-    serve = sub.add_parser("serve", help="run the sidecar")
+
+def _serve_arguments(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--host", default="127.0.0.1", help="default 127.0.0.1; any other needs --api-key"
     )
@@ -88,7 +106,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a voice name that stands for a persona, e.g. alloy=joe (OpenAI's clients send "
         "only OpenAI's voice names); repeatable",
     )
-    lim = serve.add_argument_group("limits (see the README, 'Limits and timeouts')")
+    _limit_arguments(serve)
+    _sglang_arguments(serve)
+    serve.set_defaults(run=_serve)
+
+
+def _limit_arguments(serve: argparse.ArgumentParser) -> None:
+    lim = serve.add_argument_group("limits (see docs/api.md, 'Limits and timeouts')")
     d = Settings()
     for flag, kind, default, what in (
         ("--header-timeout", float, d.header_timeout, "s to send request headers"),
@@ -110,6 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         help="generate the request whose audio is due first, holding look-ahead until it is "
         "nearly due, or serve in arrival order (default %(default)s)",
     )
+
+
+def _sglang_arguments(serve: argparse.ArgumentParser) -> None:
     g = serve.add_argument_group("sglang_omni engine")
     g.add_argument("--model-path", default=MODEL_PATH, help="HF id or local directory")
     g.add_argument(
@@ -132,11 +159,20 @@ def _parser() -> argparse.ArgumentParser:
         default=launch.health_interval,
         help=f"health check period, s; {launch.health_failures} failures in a row relaunch it",
     )
-    serve.set_defaults(run=_serve)
 
-    personas = sub.add_parser("personas", help="manage the personas of a running sidecar")
-    personas.add_argument("--url", default=DEFAULT_URL)
-    personas.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+
+def _client_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the running sidecar is, for the commands that talk to one."""
+    p.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV, DEFAULT_URL),
+        help=f"the sidecar (default ${URL_ENV}, else {DEFAULT_URL})",
+    )
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+
+
+def _personas_arguments(personas: argparse.ArgumentParser) -> None:
+    _client_arguments(personas)
     psub = personas.add_subparsers(required=True, metavar="ACTION")
     add = psub.add_parser("add", help="register a persona from a clip and its transcript")
     add.add_argument("name")
@@ -151,35 +187,22 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     rm.set_defaults(run=lambda a: _client_run(a, _personas_rm))
 
-    say = sub.add_parser("say", help="speak a line through a running sidecar into a WAV file")
+
+def _say_arguments(say: argparse.ArgumentParser) -> None:
     say.add_argument("text")
     say.add_argument("--persona", default=DEFAULT_VOICE)
-    say.add_argument("-o", "--output", type=Path, default=Path("out.wav"))
-    say.add_argument("--url", default=DEFAULT_URL)
-    say.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+    say.add_argument("-o", "--output", type=Path, default=Path("out.wav"), help=_FORMATS_HELP)
+    _client_arguments(say)
     say.set_defaults(run=lambda a: _client_run(a, _say))
 
-    narrate = sub.add_parser(
-        "narrate", help="speak a script of several voices through a running sidecar"
-    )
+
+def _narrate_arguments(narrate: argparse.ArgumentParser) -> None:
     narrate.add_argument("script", type=Path, help="lines like 'AVA: Hello.', one per turn")
     narrate.add_argument("--cast", required=True, help="personas, speaker 0 first: ava,ben")
-    narrate.add_argument(
-        "-o", "--output", type=Path, default=Path("story.wav"), help="wav, flac, ogg or mp3"
-    )
+    narrate.add_argument("-o", "--output", type=Path, default=Path("story.wav"), help=_FORMATS_HELP)
     narrate.add_argument("--seed", type=int, default=None)
-    narrate.add_argument("--url", default=DEFAULT_URL)
-    narrate.add_argument("--api-key", default=os.environ.get(API_KEY_ENV))
+    _client_arguments(narrate)
     narrate.set_defaults(run=lambda a: _client_run(a, _narrate))
-
-    download = sub.add_parser("download", help=f"fetch {MODEL_PATH} from Hugging Face")
-    download.add_argument("--model", default=MODEL_PATH)
-    download.add_argument("--revision", default=None)
-    download.set_defaults(run=_download)
-
-    doctor.add_command(sub, default_store())
-    benchmark.add_command(sub, os.environ.get(API_KEY_ENV))
-    return p
 
 
 # --- serve ---------------------------------------------------------------------------------
@@ -226,7 +249,15 @@ def _serve(args: argparse.Namespace) -> int:
         settings=settings,
         aliases=_aliases(args.voice_alias),
     )
-    asyncio.run(serve(app, args.host, args.port, settings))
+    try:
+        asyncio.run(serve(app, args.host, args.port, settings))
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        raise UsageError(
+            f"port {args.port} on {args.host} is in use (is an s2-sidecar already running? "
+            "`s2-sidecar doctor` says); stop what uses it, or pass --port"
+        ) from None
     return 0
 
 
@@ -329,7 +360,15 @@ def _client_run(args: argparse.Namespace, command: ClientCommand) -> int:
 
 async def _personas_add(client: S2Client, args: argparse.Namespace) -> int:
     persona = Persona(args.name, args.clip, args.transcript, args.style)
-    info = await client.register(persona, replace=args.replace)
+    try:
+        info = await client.register(persona, replace=args.replace)
+    except S2StatusError as e:
+        if e.code != VOICE_EXISTS:
+            raise
+        raise UsageError(
+            f"persona {args.name!r} exists with a different clip, transcript or style; "
+            "add --replace to overwrite it, or pick another name"
+        ) from None
     print(f"{info.name}: {info.duration_s:.1f} s, sha256 {info.sha256[:12]}")
     for warning in info.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -337,7 +376,14 @@ async def _personas_add(client: S2Client, args: argparse.Namespace) -> int:
 
 
 async def _personas_list(client: S2Client, args: argparse.Namespace) -> int:
-    for info in await client.list_voices():
+    found = await client.list_voices()
+    if not found:
+        print(
+            f"no personas on {args.url} yet: add one with `s2-sidecar personas add NAME CLIP "
+            f"--transcript TEXT`, or in the studio at {args.url}/",
+            file=sys.stderr,
+        )
+    for info in found:
         style = f" [{info.style}]" if info.style else ""
         print(f"{info.name}\t{info.duration_s:.1f} s{style}\t{info.transcript[:60]}")
     return 0
@@ -349,8 +395,10 @@ async def _personas_rm(client: S2Client, args: argparse.Namespace) -> int:
 
 
 async def _say(client: S2Client, args: argparse.Namespace) -> int:
+    _output_format(args.output)
     pcm = await client.synthesize(args.text, voice=args.persona)
-    args.output.write_bytes(wav_bytes(pcm))
+    with outputs.SoundWriter(args.output) as out:
+        out.write(pcm)
     print(f"{args.output}: {duration_s(pcm):.2f} s")
     return 0
 
@@ -361,21 +409,16 @@ async def _narrate(client: S2Client, args: argparse.Namespace) -> int:
         text = args.script.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read the script {args.script}: {e}") from e
-    fmt = _SOUND_FORMATS.get(args.output.suffix.lower())
-    if fmt is None:
-        raise UsageError(
-            f"cannot write {args.output.suffix or 'a file without suffix'}; "
-            f"name the output {' or '.join('*' + s for s in _SOUND_FORMATS)}"
-        )
+    _output_format(args.output)
     planned = parts(parse(text, cast))
     params = {"seed": args.seed} if args.seed is not None else {}
     samples, done = 0, 0
     try:
         # Written as it arrives: a long story needs no memory, and a failure keeps nothing.
-        with sf.SoundFile(args.output, "w", SAMPLE_RATE, 1, format=fmt) as out:
+        with outputs.SoundWriter(args.output) as out:
             _progress(0, len(planned), 0)
             async for part, pcm in narrate(client, planned, cast, **params):
-                out.buffer_write(pcm, dtype="int16")
+                out.write(pcm)
                 samples += len(pcm) // 2
                 if part.index > done:
                     done = part.index
@@ -388,7 +431,13 @@ async def _narrate(client: S2Client, args: argparse.Namespace) -> int:
     return 0
 
 
-_SOUND_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
+def _output_format(path: Path) -> None:
+    """Refuse an output whose suffix names no format, before any request: a file never holds
+    something its name does not say."""
+    try:
+        outputs.format_for(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _progress(done: int, total: int, samples: int) -> None:

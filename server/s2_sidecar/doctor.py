@@ -20,10 +20,13 @@ import os
 import shutil
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from s2_plugin.protocol import DEFAULT_PORT, HEALTH_PATH
 from s2_sidecar.engines.sglang_process import MODEL_PATH
 
 SUPPORTED_CAPABILITIES = ("8.9", "9.0", "10.0", "12.0")
@@ -56,6 +59,8 @@ class Probes:
     """The local directory holding a model's weights (no download)."""
     free_gb: Callable[[Path], float]
     port_free: Callable[[str, int], bool]
+    sidecar_engine: Callable[[str, int], str | None]
+    """The engine of the s2-sidecar answering on a host and port, if one does."""
     writable: Callable[[Path], bool]
 
 
@@ -103,12 +108,7 @@ def check(probes: Probes, model: str, store: Path, host: str, port: int) -> list
     out.append(_sglang(probes))
     out.append(_weights(probes, model))
     out.append(_disk(probes, model))
-    if probes.port_free(host, port):
-        out.append(Verdict("ok", f"port {host}:{port} is free for the sidecar"))
-    else:
-        out.append(
-            Verdict("FAIL", f"port {host}:{port} is in use", "stop what uses it, or pass --port")
-        )
+    out.append(_port(probes, host, port))
     if probes.writable(store):
         out.append(Verdict("ok", f"persona store {store} is writable"))
     else:
@@ -120,6 +120,15 @@ def check(probes: Probes, model: str, store: Path, host: str, port: int) -> list
             )
         )
     return out
+
+
+def _port(probes: Probes, host: str, port: int) -> Verdict:
+    if probes.port_free(host, port):
+        return Verdict("ok", f"port {host}:{port} is free for the sidecar")
+    engine = probes.sidecar_engine(host, port)
+    if engine is not None:
+        return Verdict("ok", f"an s2-sidecar already serves on {host}:{port} ({engine} engine)")
+    return Verdict("FAIL", f"port {host}:{port} is in use", "stop what uses it, or pass --port")
 
 
 def _cuda(cuda: str | None, driver: str) -> Verdict:
@@ -268,6 +277,23 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _sidecar_engine(host: str, port: int) -> str | None:
+    """The `engine` a sidecar's /health names (it answers it with or without a key)."""
+    url = f"http://{host}:{port}{HEALTH_PATH}"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            body = json.load(r)
+    except urllib.error.HTTPError as e:  # a sidecar still starting answers 503 with its body
+        try:
+            body = json.load(e)
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+    engine = body.get("engine") if isinstance(body, dict) else None
+    return engine if isinstance(engine, str) else None
+
+
 def _writable(path: Path) -> bool:
     """The store, or the folder it will be made in, takes new files (nothing is created)."""
     while not path.exists() and path != path.parent:
@@ -284,6 +310,7 @@ def real_probes() -> Probes:
         weights=_local_weights,
         free_gb=lambda path: shutil.disk_usage(path).free / 1e9,
         port_free=_port_free,
+        sidecar_engine=_sidecar_engine,
         writable=_writable,
     )
 
@@ -291,10 +318,11 @@ def real_probes() -> Probes:
 # --- the command -----------------------------------------------------------------------------
 
 
-def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], store: Path) -> None:
-    from s2_plugin.protocol import DEFAULT_PORT
+HELP = "check that this machine can run S2-Pro, and say why not"
 
-    p = sub.add_parser("doctor", help="check that this machine can run S2-Pro, and say why not")
+
+def add_arguments(p: argparse.ArgumentParser, store: Path) -> None:
+    """The `doctor` command's flags, on the parser `s2-sidecar` made for it."""
     p.add_argument("--model-path", default=MODEL_PATH, help="HF id or local directory")
     p.add_argument("--store", type=Path, default=store, help="persona directory")
     p.add_argument("--host", default="127.0.0.1")

@@ -171,9 +171,15 @@ async def serve(app: web.Application, host: str, port: int, settings: Settings) 
             access_log=None,
         )
 
-    listener = await loop.create_server(connection, host, port, backlog=128)
     try:
-        log.info("s2-sidecar listening on http://%s:%d", host, port)
+        listener = await loop.create_server(connection, host, port, backlog=128)
+    except OSError:  # a busy port: the engine the app started must not outlive the refusal
+        await runner.cleanup()
+        raise
+    port = listener.sockets[0].getsockname()[1]  # the one bound, for `--port 0` too
+    try:
+        log.info("s2-sidecar listening on http://%s:%d", _url_host(host), port)
+        log.info("persona studio: open http://%s:%d/ in a browser", _local_host(host), port)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -183,6 +189,15 @@ async def serve(app: web.Application, host: str, port: int, settings: Settings) 
     finally:
         listener.close()
         await runner.cleanup()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _local_host(host: str) -> str:
+    """How a browser on this machine reaches a sidecar listening on `host`."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else _url_host(host)
 
 
 async def _drain(app: web.Application, server: web.Server, limit: float) -> None:

@@ -1,6 +1,6 @@
 """How the sidecar's HTTP server bounds its clients: timeouts, sizes, admission, shutdown.
 
-Every number is a `s2-sidecar serve` flag; the README ("Limits and timeouts") says why each
+Every number is a `s2-sidecar serve` flag; docs/api.md ("Limits and timeouts") says why each
 default is what it is.
 """
 

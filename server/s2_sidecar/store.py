@@ -33,6 +33,9 @@ INLINE_DIR = "inline"
 MAX_INLINE = 64
 """Inline clips kept; the least recently used beyond this are removed."""
 
+VOICE_EXISTS = "voice_exists"
+"""The code of the 409 for a name taken by other content (the CLI words it as `--replace`)."""
+
 
 @dataclass(frozen=True)
 class StoredPersona:
@@ -129,7 +132,7 @@ class PersonaStore:
             raise Conflict(
                 f"persona {name!r} exists with a different clip, transcript or style; "
                 "send replace=true to overwrite it, or pick another name",
-                "voice_exists",
+                VOICE_EXISTS,
             )
         clip = clips.prepare(audio)
         info = VoiceInfo(

@@ -17,8 +17,9 @@ from importlib import resources
 from aiohttp import web
 
 from s2_plugin.prompt import EXAMPLE_TAGS
-from s2_plugin.protocol import SpeechRequest
+from s2_plugin.protocol import VOICES_PATH, SpeechRequest
 from s2_sidecar import clips
+from s2_sidecar.state import STORE
 
 PAGE_PATH = "/"
 ASSETS = {
@@ -27,6 +28,8 @@ ASSETS = {
     "icon.svg": "image/svg+xml",
 }
 CONFIG_PATH = "/studio/config.json"
+CLIP_PATH = VOICES_PATH + "/{name}/clip"
+"""A stored persona's canonical clip as WAV, to play back; behind the key like all persona data."""
 PATHS = frozenset({PAGE_PATH, CONFIG_PATH, *(f"/studio/{name}" for name in ASSETS)})
 """Every path the studio serves; the API key rule leaves exactly these open."""
 
@@ -71,8 +74,12 @@ def add_routes(app: web.Application) -> None:
     async def serve_config(request: web.Request) -> web.Response:
         return web.json_response(_config(), headers=_HEADERS)
 
+    async def serve_clip(request: web.Request) -> web.Response:
+        persona = request.app[STORE].get(request.match_info["name"])  # NotFound: a 404
+        return web.Response(body=persona.wav, content_type="audio/wav", headers=_HEADERS)
+
     app.add_routes([web.get(path, serve_file) for path in files])
-    app.add_routes([web.get(CONFIG_PATH, serve_config)])
+    app.add_routes([web.get(CONFIG_PATH, serve_config), web.get(CLIP_PATH, serve_clip)])
 
 
 def _config() -> dict[str, object]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -14,8 +12,10 @@ import numpy as np
 import psutil
 import pytest
 import soundfile as sf
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.sidecar import PERSONAS_TOML, SidecarProcess
 from support.speech import transcribe, wer
+from support.upstream import Upstream
+from support.waiting import until
 
 from s2_plugin.audio import float_to_pcm16, samples, wav_bytes
 from s2_plugin.client import S2Client, S2StatusError
@@ -138,38 +138,24 @@ async def test_wav_when_not_streaming(sidecar: SidecarProcess) -> None:
 
 async def test_disconnect_stops_engine_work(sidecar: SidecarProcess) -> None:
     # How fast it stops is measured by bench/bench_sidecar.py, not asserted here.
+    def metric(name: str) -> float:
+        return sidecar.metrics()[name]
+
+    await until(lambda: metric("s2_engine_busy") == 0, "start-up warm-ups done")
+    await until(lambda: metric("s2_active_streams") == 0, "earlier tests' streams done")
+    cancelled = metric("s2_streams_cancelled_total")
     async with aiohttp.ClientSession() as s:
-
-        async def metric(name: str) -> float:
-            async with s.get(sidecar.url + "/metrics") as r:
-                return _value(await r.text(), name)
-
-        async def wait_for(name: str, done: object, limit: float) -> float:
-            start = time.perf_counter()
-            while not done(await metric(name)):  # type: ignore[operator]
-                assert time.perf_counter() - start < limit, f"{name} stuck"
-            return time.perf_counter() - start
-
-        await wait_for("s2_engine_busy", lambda v: v == 0, 30)  # start-up warm-ups done
-        await wait_for("s2_active_streams", lambda v: v == 0, 30)  # earlier tests' streams too
-        cancelled = await metric("s2_streams_cancelled_total")
         response = await s.post(
             sidecar.url + "/v1/audio/speech",
             json={"input": LONG_TEXT, "stream": True, "response_format": "pcm"},
         )
         await response.content.readany()  # "Hello." has arrived; the long sentence is underway
-        await wait_for("s2_engine_busy", lambda v: v >= 1, 5)
+        await until(lambda: metric("s2_engine_busy") >= 1, "the long sentence being generated")
         response.close()  # hang up
-        await wait_for("s2_engine_busy", lambda v: v == 0, 30)
-        assert await metric("s2_streams_cancelled_total") == cancelled + 1
-        await wait_for("s2_active_streams", lambda v: v == 0, 1)
-
-
-def _value(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise KeyError(name)
+    # The handler learns of the hang-up on the sidecar's own clock: each effect is waited for.
+    await until(lambda: metric("s2_streams_cancelled_total") == cancelled + 1, "counted cancelled")
+    await until(lambda: metric("s2_engine_busy") == 0, "the engine stopped generating")
+    await until(lambda: metric("s2_active_streams") == 0, "the stream ended")
 
 
 # --- personas -----------------------------------------------------------------------------
@@ -213,12 +199,10 @@ async def test_persona_warm_up_runs_after_registration(sidecar: SidecarProcess) 
     async with S2Client(sidecar.url) as client:
         await client.register(Persona("tone-warm", tone(11), "A tone."))
         try:
-            for _ in range(100):
-                if sidecar.metrics().value("s2_warmups_total", outcome="ok") > before:
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("no warm-up after registration")
+            await until(
+                lambda: sidecar.metrics().value("s2_warmups_total", outcome="ok") > before,
+                "a warm-up after registration",
+            )
         finally:
             await client.delete_voice("tone-warm")
 
@@ -471,20 +455,15 @@ async def test_api_key_required_and_checked(make_sidecar, tmp_path: Path) -> Non
 
 async def test_an_engine_failure_mid_stream_breaks_the_stream(make_sidecar, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Once audio flows, a failure cuts the connection: no JSON lands inside the audio."""
-    port = free_port()
     standin = Path(__file__).resolve().parents[1] / "support" / "sglang_standin.py"
     args = [
         "--sglang-command", shlex.join([sys.executable, str(standin)]),
-        "--sglang-port", str(port),
         "--sglang-backoff", "0.2",
         "--model-path", str(tmp_path),  # a local model directory: nothing to download
     ]  # fmt: skip
     process: SidecarProcess = make_sidecar(engine="sglang_omni", args=args)
+    await Upstream(process).control(mode="ok", frame_s=0.05)
     async with aiohttp.ClientSession() as s:
-        async with s.post(
-            f"http://127.0.0.1:{port}/standin/control", json={"mode": "ok", "frame_s": 0.05}
-        ):
-            pass
         body = {"input": "word " * 200, "stream": True, "response_format": "pcm"}
         async with s.post(process.url + "/v1/audio/speech", json=body) as r:
             assert r.status == 200

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import av
 import pytest
 import soundfile as sf
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
@@ -36,6 +37,55 @@ def test_say_writes_a_44k_wav(sidecar: SidecarProcess, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     x, rate = sf.read(out, dtype="int16")
     assert rate == 44100 and 0.5 < len(x) / rate < 3
+
+
+@pytest.mark.parametrize("suffix", [".ogg", ".aac"])
+def test_say_writes_the_format_its_output_names(
+    sidecar: SidecarProcess, tmp_path: Path, suffix: str
+) -> None:
+    out = tmp_path / f"out{suffix}"
+    done = cli("say", "Good morning.", "--persona", "joe", "-o", str(out), "--url", sidecar.url)
+    assert done.returncode == 0, done.stderr
+    with av.open(str(out)) as container:
+        codec = container.streams.audio[0].codec_context.name
+        seconds = sum(f.samples / f.sample_rate for f in container.decode(audio=0))
+    assert codec == {".ogg": "opus", ".aac": "aac"}[suffix] and 0.5 < seconds < 3
+
+
+def test_say_refuses_an_output_it_cannot_write_before_speaking(tmp_path: Path) -> None:
+    # No sidecar at this URL: the suffix is refused before any request.
+    out = tmp_path / "out.aiff"
+    done = cli("say", "Hi.", "--url", "http://127.0.0.1:9", "-o", str(out))
+    assert done.returncode == 2 and "name the output *.wav, *.flac, *.mp3" in done.stderr
+    assert not out.exists()
+
+
+def test_a_name_taken_by_another_clip_tells_a_cli_user_about_replace(
+    sidecar: SidecarProcess,
+) -> None:
+    clip = str(PERSONAS_TOML.parent / "joe.wav")
+    done = cli("personas", "--url", sidecar.url, "add", "joe", clip, "--transcript", "Not it.")
+    assert done.returncode == 2
+    assert "add --replace to overwrite it" in done.stderr and "replace=true" not in done.stderr
+
+
+def test_an_empty_persona_list_says_so(make_sidecar) -> None:  # type: ignore[no-untyped-def]
+    empty = make_sidecar()
+    done = cli("personas", "--url", empty.url, "list")
+    assert done.returncode == 0 and done.stdout == ""
+    assert "no personas on" in done.stderr and "s2-sidecar personas add" in done.stderr
+
+
+def test_a_busy_port_is_one_clear_line(sidecar: SidecarProcess, tmp_path: Path) -> None:
+    done = cli(
+        "--log-level", "error", "serve", "--engine", "preview", "--port", str(sidecar.port),
+        "--store", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"s2-sidecar: port {sidecar.port} on 127.0.0.1 is in use (is an s2-sidecar already "
+        "running? `s2-sidecar doctor` says); stop what uses it, or pass --port"
+    ]
 
 
 def test_personas_add_list_rm(sidecar: SidecarProcess) -> None:
@@ -99,7 +149,7 @@ def test_narrate_refuses_bad_scripts_and_casts_and_leaves_no_file(
         assert done.returncode != 0 and message in done.stderr, (message, done.stderr)
         assert not out.exists()
     done = cli("narrate", str(script), "--cast", "ava", "-o", str(tmp_path / "x.aiff"))
-    assert done.returncode == 2 and "name the output *.wav or *.flac" in done.stderr
+    assert done.returncode == 2 and "name the output *.wav, *.flac, *.mp3" in done.stderr
 
 
 def test_a_blank_api_key_is_refused(tmp_path: Path) -> None:
@@ -123,3 +173,7 @@ def test_the_api_key_can_come_from_a_file(make_sidecar, tmp_path: Path) -> None:
     with urllib.request.urlopen(request, timeout=10) as r:
         assert r.status == 200
     assert "visible to every user" not in process.log()  # no warning: the key is not in argv
+
+
+def test_serve_logs_where_the_studio_is(sidecar: SidecarProcess) -> None:
+    assert f"persona studio: open http://127.0.0.1:{sidecar.port}/ in a browser" in sidecar.log()

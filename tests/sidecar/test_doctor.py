@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from s2_sidecar import doctor
 from s2_sidecar.doctor import Gpu, Probes
+from support.sidecar import SidecarProcess
 
 H200 = Gpu("NVIDIA H200", "9.0", 141.0, "580.65")
 
@@ -36,6 +38,7 @@ def probes(tmp_path: Path, **changes: object) -> Probes:
         weights=lambda model: weights(tmp_path),
         free_gb=lambda path: 500.0,
         port_free=lambda host, port: True,
+        sidecar_engine=lambda host, port: None,
         writable=lambda path: True,
     )
     for name, value in changes.items():
@@ -43,9 +46,9 @@ def probes(tmp_path: Path, **changes: object) -> Probes:
     return good
 
 
-def run(p: Probes, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def run(p: Probes, capsys: pytest.CaptureFixture[str], port: int = 8421) -> tuple[int, str]:
     args = argparse.Namespace(
-        model_path="fishaudio/s2-pro", store=Path("store"), host="127.0.0.1", port=8421
+        model_path="fishaudio/s2-pro", store=Path("store"), host="127.0.0.1", port=port
     )
     code = doctor.run(args, p)
     return code, capsys.readouterr().out
@@ -82,6 +85,21 @@ def test_each_problem_fails_and_says_what_to_do(
     assert code == 1
     assert says in out
     assert "1 problem(s): S2-Pro cannot run here" in out
+
+
+def test_the_users_own_sidecar_on_the_port_is_fine_and_anything_else_is_not(
+    sidecar: SidecarProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = doctor.real_probes()
+    ports = probes(tmp_path, port_free=real.port_free, sidecar_engine=real.sidecar_engine)
+    code, out = run(ports, capsys, sidecar.port)
+    assert code == 0, out
+    assert f"an s2-sidecar already serves on 127.0.0.1:{sidecar.port} (preview engine)" in out
+    with socket.socket() as other:  # a listener that is no sidecar
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        code, out = run(ports, capsys, other.getsockname()[1])
+    assert code == 1 and "is in use" in out and "pass --port" in out
 
 
 def test_incomplete_weights_name_a_missing_shard(

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from support.router import Fleet, Worker
 from support.sidecar import PERSONAS_TOML, SidecarProcess
-from support.waiting import wait_for
+from support.waiting import until, wait_for
 
 from s2_plugin.client import S2Client, S2Error
 from s2_plugin.personas import load_personas
@@ -31,7 +31,7 @@ def expected_pcm(text: str) -> bytes:
 
 def sidecar_for(fleet: Fleet, store: Path, personas: Path | None) -> SidecarProcess:
     args = ["--sglang-url", fleet.router_url, "--sglang-health-interval", "0.3"]
-    args += ["--sglang-read-timeout", "5"]
+    args += ["--sglang-read-timeout", "30"]  # nothing here stalls: a hang guard only
     return SidecarProcess(store, engine="sglang_omni", personas=personas, args=args)
 
 
@@ -112,9 +112,10 @@ async def test_requests_for_several_personas_spread_over_all_workers(
     workers: Fleet, sidecar: SidecarProcess
 ) -> None:
     for worker in workers.workers:
-        worker.control(frame_s=0.01)  # ~0.5 s a stream, so they overlap and least_request spreads
+        # ~3 s a stream: they overlap, so least_request spreads them, even sent one by one.
+        worker.control(frame_s=0.05)
     texts = [f"Reply {n} for the caller with several personas is ready." for n in range(12)]
-    async with S2Client(sidecar.url, read_timeout=10) as client:
+    async with S2Client(sidecar.url, read_timeout=60) as client:
         pcms = await asyncio.gather(
             *(client.synthesize(t, voice=("joe", "default")[n % 2]) for n, t in enumerate(texts))
         )
@@ -130,14 +131,12 @@ async def test_a_killed_worker_is_drained_and_when_back_warmed_and_used(
     victim = workers.workers[0]
     routed_before = workers.routed(victim)
     for worker in workers.workers:
-        worker.control(frame_s=0.02)  # ~1 s a stream
-    async with S2Client(sidecar.url, read_timeout=5) as client:
+        worker.control(frame_s=0.05)  # ~2.5 s a stream: they overlap, so all three get some
+    victim.control(frame_s=0.1)  # ~5 s: still streaming when it is killed, however late that is
+    async with S2Client(sidecar.url, read_timeout=60) as client:
         texts = [f"Reply number {n} for the caller is ready now." for n in range(6)]
         calls = [asyncio.create_task(client.synthesize(t, voice="joe")) for t in texts]
-        for _ in range(500):  # until the victim is streaming its share
-            if victim.state()["active"] >= 1:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: victim.state()["active"] >= 1, "the victim streaming its share")
         victim.kill()
         results = await asyncio.gather(*calls, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
@@ -152,7 +151,7 @@ async def test_a_killed_worker_is_drained_and_when_back_warmed_and_used(
         assert later == [expected_pcm(t) for t in texts]
 
         victim.start()
-        victim.control(frame_s=0.02)
+        victim.control(frame_s=0.05)
         workers.wait_routable(3)
         wait_warmed(workers, "Hi, I'm Joe", worker=0)  # a fresh process, warmed again
         assert served(victim, texts) == 0  # a fresh process has served none of them yet

@@ -84,7 +84,8 @@ def test_half_a_header_is_closed_with_a_408(make_sidecar) -> None:  # type: igno
     assert status == 408 and json.loads(body)["error"]["code"] == "header_timeout"
     # A connection that never sends anything is closed too.
     assert split(exchange(process.port, b""))[0] == 408
-    assert process.health()[0] == 200
+    # A client stalled for 0.5 s between connecting and sending would get a 408 here too.
+    wait_for(lambda: process.health()[0] == 200, "health answers a whole request")
 
 
 def test_connections_past_the_cap_get_a_503(make_sidecar) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +132,7 @@ def test_sigterm_drains_then_cuts_stalled_streams(make_sidecar) -> None:  # type
     clients = [stalled_reader(process.port) for _ in range(2)]
     try:
         wait_for(lambda: process.metrics()["s2_active_streams"] == 2, "both streams run")
-        # SIGTERM; a SIGKILL follows after 10 s (exit code -9) if the drain hangs.
+        # SIGTERM; a SIGKILL follows after 30 s (exit code -9) if the drain hangs.
         assert process.stop() == 0, process.log()
         assert "cutting 2 streams" in process.log()
     finally:

@@ -1,7 +1,8 @@
 """The persona studio page, driven in a real headless Chromium against the real sidecar process.
 
-Chromium is Debian's (`make install` installs it); Playwright only drives it. Each test saves
-a screenshot of the page into $S2_STUDIO_SCREENSHOTS, or its pytest tmp dir when unset.
+The browser is the one support/browser.py finds; without one these tests are skipped, except
+in CI (CI=true), where `make test` installs Debian's chromium and a missing one fails. Each
+test saves a screenshot of the page into $S2_STUDIO_SCREENSHOTS, or its pytest tmp dir.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from s2_sidecar import studio
-from support.browser import launch
+from support import browser as browsers
 from support.sidecar import PERSONAS_TOML, SidecarProcess
 from support.signals import speechlike
 
@@ -34,10 +35,31 @@ TAGGED = "Hello there. [whisper] Can you keep a secret?"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if browsers.find() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(browsers.HOW)
+        pytest.skip(browsers.HOW)
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = browsers.launch(p)
         yield browser
         browser.close()
+
+
+def test_the_browser_is_found_on_path_or_named_by_s2_browser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chrome = tmp_path / "google-chrome"
+    chrome.write_text("#!/bin/sh\n")
+    chrome.chmod(0o755)
+    monkeypatch.delenv(browsers.ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert browsers.find() == str(chrome)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv(browsers.ENV, str(chrome))
+    assert browsers.find() == str(chrome)
+    monkeypatch.setenv(browsers.ENV, str(tmp_path / "nothing"))
+    with pytest.raises(FileNotFoundError, match=browsers.ENV):
+        browsers.find()
 
 
 @pytest.fixture(scope="module")
@@ -190,15 +212,31 @@ def test_a_recording_in_the_page_becomes_a_persona(
     studio_sidecar: SidecarProcess, open_page: Any
 ) -> None:
     page = open_page(studio_sidecar.url)
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not audio" * 100}
+    page.set_input_files("#clip-file", files=[notes])  # type: ignore[list-item]
+    add_persona(page, "mic", "Beep, beep, beep.")
+    assert page.is_visible("#add-result.error")  # a file that is no audio, refused
+
     page.click("#record")
     page.wait_for_selector("#recorder[data-zone=good]")  # the guide's 10 s mark
     assert page.locator("#record").inner_text() == "Stop recording"
+    assert "Input level" in page.inner_text("#level-label")
+    assert page.inner_text("#good-min-label") == "10 s"
+    assert page.inner_text("#good-max-label") == "30 s"
     page.click("#record")
     page.wait_for_selector("#clip-info[data-seconds]")  # the page's WAV, decoded back
     assert float(page.get_attribute("#clip-info", "data-seconds") or 0) >= 10
-    add_persona(page, "mic", "Beep, beep, beep.")
+    # Only the recording is left to upload: the file and its error are gone.
+    assert page.input_value("#clip-file") == "" and page.is_hidden("#add-result")
+    assert page.inner_text("#clip-info").startswith("recording.wav")
+    page.click("#add-submit")
+    page.wait_for_selector("#add-result.ok, #add-result.error")
     assert page.locator("#add-result.ok").count() == 1, page.inner_text("#add-result")
     page.wait_for_selector("li.persona[data-persona=mic]")
+    # Cleared for the next persona; the verdict stays.
+    assert page.input_value("#add-name") == page.input_value("#add-transcript") == ""
+    assert page.is_hidden("#clip-preview") and page.is_hidden("#clip-info")
+    assert "Added mic" in page.inner_text("#add-result")
     info = api_get(page, studio_sidecar.url + "/v1/audio/voices/mic")
     assert info["duration_s"] >= 3.0
     page.request.delete(studio_sidecar.url + "/v1/audio/voices/mic")
@@ -316,6 +354,21 @@ def test_with_a_key_the_page_asks_for_it_and_the_api_refuses_without_it(
     assert page.is_hidden("#key-panel")
     page.click("#speak")
     page.wait_for_selector(".take[data-state=played]")
+
+    # A stored persona's clip plays back, fetched with the key (and refused without it).
+    row = page.locator("li.persona[data-persona=joe]")
+    row.locator(".play").click()
+    row.locator("audio.clip[src^='blob:']").wait_for()
+    seconds = row.locator("audio.clip").evaluate(
+        "a => a.readyState >= 1 ? a.duration"
+        " : new Promise(done => a.addEventListener('loadedmetadata', () => done(a.duration)))"
+    )
+    clip_url = process.url + "/v1/audio/voices/joe/clip"
+    assert page.request.get(clip_url).status == 401
+    stored = page.request.get(clip_url, headers={"Authorization": f"Bearer {KEY}"})
+    assert stored.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(stored.body())) as w:
+        assert abs(seconds - w.getnframes() / w.getframerate()) < 0.05
 
     # Kept for this tab only: a reload keeps it, a new tab asks again; never a cookie.
     assert page.evaluate("sessionStorage.getItem('s2-sidecar-api-key')") == KEY

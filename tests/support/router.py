@@ -2,6 +2,10 @@
 
 with Fleet(3, tmp_path) as fleet:
     fleet.router_url, fleet.workers[0].kill(), fleet.workers[0].start(), fleet.wait_routable(3)
+
+A worker binds port 0 on its first start and its port is read off its listening socket
+(nothing can take it between choosing and binding); started again, it keeps its port. The
+router refuses `--port 0`: it gets a `free_port()`, which another process may take first.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from support.sidecar import free_port
+from support.sidecar import free_port, listening_port
 
 STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
 ROUTER = shutil.which("sgl-omni-router-py", path=str(Path(sys.executable).parent))
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    with urllib.request.urlopen(url, timeout=30) as r:
         return json.load(r)
 
 
@@ -32,27 +36,31 @@ def post_json(url: str, body: dict[str, object]) -> None:
     request = urllib.request.Request(
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
-    urllib.request.urlopen(request, timeout=5).close()
+    urllib.request.urlopen(request, timeout=30).close()
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+def _serving(proc: subprocess.Popen[bytes], port: int, path: str, what: str) -> int:
+    """Wait until `proc` answers `path`; return its port (read off the process if `port` is 0)."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}")
+        port = port or listening_port(proc.pid)
         try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
+            if port:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).close()
+                return port
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.05)
-    raise TimeoutError(f"{what} did not answer {url} in {timeout} s")
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not answer {path} on port {port} in 60 s")
 
 
 class Worker:
     """One stand-in S2 worker on a fixed port, so it can be killed and started again."""
 
     def __init__(self, log: Path, stride: int = 4) -> None:
-        self.port = free_port()
+        self.port = 0
         self.log = log
         self.stride = stride
         self.proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +75,7 @@ class Worker:
         env = {**os.environ, "SGLANG_OMNI_STRICT_PORT": "1", "STANDIN_STARTING_S": "0"}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _wait(self.url + "/health", self.proc, "stand-in worker")
+        self.port = _serving(self.proc, self.port, "/health", "stand-in worker")
         return self
 
     def kill(self) -> None:
@@ -113,7 +121,7 @@ class Fleet:
             self.router = subprocess.Popen(
                 argv + self.router_args, stdout=out, stderr=subprocess.STDOUT
             )
-        _wait(self.router_url + "/live", self.router, "router")
+        self.port = _serving(self.router, self.port, "/live", "router")
         self.wait_routable(len(self.workers))
         return self
 

@@ -6,6 +6,7 @@ with SidecarProcess(store=tmp_path / "store", personas=PERSONAS_TOML) as sidecar
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+import psutil
 from s2_sidecar.cli import API_KEY_ENV
 
 from s2_plugin.protocol import HEALTH_PATH, METRICS_PATH
@@ -27,16 +29,33 @@ PERSONAS_TOML = ROOT / "examples" / "personas" / "personas.toml"
 """The shipped test persona `joe` (synthetic, made with the preview voice)."""
 TEST_PERSONA = "joe"
 
+_LOGS = itertools.count()
+
 
 def free_port() -> int:
+    """A port free now. Whoever binds it later may find it taken by then: for a process a test
+    starts, prefer `--port 0` and `listening_port` (as `SidecarProcess` does)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
+def listening_port(pid: int) -> int:
+    """The TCP port process `pid` listens on; 0 while it listens on none (yet)."""
+    try:
+        sockets = psutil.Process(pid).net_connections("tcp")
+    except psutil.Error:
+        return 0
+    ports = {c.laddr.port for c in sockets if c.status == psutil.CONN_LISTEN}
+    assert len(ports) <= 1, f"process {pid} listens on several ports: {ports}"
+    return ports.pop() if ports else 0
+
+
 class SidecarProcess:
     """One sidecar process on a free loopback port; `start()`, `stop()`, `restart()`.
 
+    The first start binds port 0 and `port` is read off the process's listening socket, so no
+    other process can take the port between choosing and binding it; a restart keeps the port.
     Its output goes to `log_path`; `log()` reads it (handy in assertion messages).
     """
 
@@ -49,6 +68,7 @@ class SidecarProcess:
         api_key: str | None = None,
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        program: Sequence[str] = (sys.executable, "-m", "s2_sidecar"),
     ) -> None:
         self.store = store
         self.engine = engine
@@ -56,8 +76,10 @@ class SidecarProcess:
         self.api_key = api_key
         self.args = list(args)
         self.env = env or {}
-        self.port = free_port()
-        self.log_path = store.parent / f"sidecar-{self.port}.log"
+        self.program = list(program)
+        self.port = 0
+        """0 until the first start has bound one."""
+        self.log_path = store.parent / f"sidecar-{next(_LOGS)}.log"
         self.persona = TEST_PERSONA if personas == PERSONAS_TOML else None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -70,7 +92,7 @@ class SidecarProcess:
         return self._proc.pid if self._proc else None
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "s2_sidecar", "serve", "--engine", self.engine]
+        cmd = [*self.program, "serve", "--engine", self.engine]
         cmd += ["--port", str(self.port), "--store", str(self.store)]
         if self.personas:
             cmd += ["--personas", str(self.personas)]
@@ -107,9 +129,11 @@ class SidecarProcess:
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 raise RuntimeError(f"the sidecar exited during start:\n{self.log()}")
+            self.port = self.port or listening_port(self._proc.pid)
             try:
-                with urllib.request.urlopen(self.url + HEALTH_PATH, timeout=2) as r:
-                    return dict(json.load(r))
+                if self.port:
+                    with urllib.request.urlopen(self.url + HEALTH_PATH, timeout=10) as r:
+                        return dict(json.load(r))
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
@@ -119,23 +143,24 @@ class SidecarProcess:
     def health(self) -> tuple[int, dict[str, object]]:
         """/health's status code and body, whatever the state."""
         try:
-            with urllib.request.urlopen(self.url + HEALTH_PATH, timeout=5) as r:
+            with urllib.request.urlopen(self.url + HEALTH_PATH, timeout=30) as r:
                 return r.status, dict(json.load(r))
         except urllib.error.HTTPError as e:
             return e.code, dict(json.load(e))
 
     def metrics(self) -> Metrics:
-        with urllib.request.urlopen(self.url + METRICS_PATH, timeout=5) as r:
+        with urllib.request.urlopen(self.url + METRICS_PATH, timeout=30) as r:
             return Metrics(r.read().decode())
 
     def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 10 s; returns the exit code."""
+        """SIGTERM, then SIGKILL if it is still running 30 s later (a hang guard: a drain takes
+        its `--drain-timeout`); returns the exit code."""
         proc, self._proc = self._proc, None
         if proc is None:
             return None
         proc.terminate()
         try:
-            return proc.wait(10)
+            return proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
             return proc.wait()

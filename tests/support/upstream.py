@@ -8,17 +8,32 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import psutil
 
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.sidecar import PERSONAS_TOML, SidecarProcess, listening_port
 
 STANDIN = Path(__file__).resolve().parent / "sglang_standin.py"
 
 
-class Upstream:
-    """Talks to the stand-in's control endpoints."""
+def standin_port(sidecar: SidecarProcess) -> int:
+    """The port of the stand-in `sidecar` launched. The sidecar picks a free one at each launch
+    (`--sglang-port 0`), so a port taken meanwhile costs a relaunch rather than the test."""
+    assert sidecar.pid is not None, "start the sidecar first"
+    children = psutil.Process(sidecar.pid).children()
+    ports = [port for child in children if (port := listening_port(child.pid))]
+    assert len(ports) == 1, f"the sidecar has {len(ports)} SGLang-Omni processes serving"
+    return ports[0]
 
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
+
+class Upstream:
+    """Talks to the stand-in's control endpoints, wherever the sidecar launched it last."""
+
+    def __init__(self, sidecar: SidecarProcess) -> None:
+        self.sidecar = sidecar
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{standin_port(self.sidecar)}"
 
     async def control(self, **settings: object) -> None:
         async with (
@@ -50,11 +65,10 @@ def hub_cache(root: Path, model: str = "fishaudio/s2-pro") -> Path:
     return snapshot
 
 
-def standin_args(port: int) -> list[str]:
-    """`s2-sidecar serve` flags that launch the stand-in as SGLang-Omni on `port`, quickly."""
+def standin_args() -> list[str]:
+    """`s2-sidecar serve` flags that launch the stand-in as SGLang-Omni, quickly."""
     return [
         "--sglang-command", shlex.join([sys.executable, str(STANDIN)]),
-        "--sglang-port", str(port),
         "--sglang-read-timeout", "1",
         "--sglang-backoff", "0.2",
         "--sglang-health-interval", "0.3",
@@ -64,13 +78,12 @@ def standin_args(port: int) -> list[str]:
 
 def standin_sidecar(root: Path) -> tuple[SidecarProcess, Upstream]:
     """A sidecar on the `sglang_omni` engine, its SGLang-Omni the stand-in (not yet started)."""
-    port = free_port()
     hub_cache(root / "hub")
     sidecar = SidecarProcess(
         root / "store",
         engine="sglang_omni",
         personas=PERSONAS_TOML,
-        args=standin_args(port),  # SGLang-Omni silent for 1 s counts as stalled
+        args=standin_args(),  # SGLang-Omni silent for 1 s counts as stalled
         env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hub")},
     )
-    return sidecar, Upstream(port)
+    return sidecar, Upstream(sidecar)

@@ -24,10 +24,18 @@ def wait_for(check: Callable[[], bool], what: str, limit_s: float = LIMIT_S) -> 
         time.sleep(0.02)
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = LIMIT_S) -> None:
-    """`wait_for` for an async check, yielding to the event loop between polls."""
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], what: str, limit_s: float = LIMIT_S
+) -> None:
+    """`wait_for` inside a running event loop: `check` may be sync or async, and the loop runs
+    between polls (a sync `time.sleep` would stall whatever the test has in flight)."""
     deadline = time.monotonic() + limit_s
-    while not await check():
+    while not await _holds(check):
         if time.monotonic() > deadline:
             pytest.fail(f"not within {limit_s:g} s: {what}")
         await asyncio.sleep(0.02)
+
+
+async def _holds(check: Callable[[], bool | Awaitable[bool]]) -> bool:
+    held = check()
+    return bool(await held) if isinstance(held, Awaitable) else bool(held)

@@ -11,7 +11,8 @@ clip travels compressed instead:
   path would give, so the codes (and the radix cache key) are the same. Speech compresses to
   about 30-60 % of WAV: a clean 30 s clip fits, a noisy one does not.
 - else MP3 at LAME's best VBR quality (~120-140 kbps at 44.1 kHz, no resampling), about
-  38-41 dB SNR against the canonical clip (`bench/bench_reference.py`): far finer than what S2
+  38-43 dB SNR against the canonical clip (`bench_reference_cost` in `bench/bench_sidecar.py`
+  prints it for the example clip: 43 dB): far finer than what S2
   keeps, since its codec turns the clip into 10 codebooks at 21.5 frames/s before the model
   sees it. A 30 s clip is about 0.7 MB in base64.
 """

@@ -157,6 +157,22 @@ function personaRow(voice) {
     }
     await loadVoices();
   };
+  const play = $(".play", row);
+  play.onclick = async () => {
+    // Fetched with the tab's key (an <audio src> could not send it), then played from a blob.
+    const audio = $("audio.clip", row);
+    try {
+      const response = await api(`${VOICES}/${encodeURIComponent(voice.name)}/clip`);
+      if (audio.src) URL.revokeObjectURL(audio.src);
+      audio.src = URL.createObjectURL(await response.blob());
+    } catch (e) {
+      showError($(".error", row), e);
+      return;
+    }
+    audio.hidden = false;
+    play.hidden = true;
+    await audio.play().catch(() => {}); // a blocked autoplay still leaves the controls
+  };
   $(".use", row).onclick = () => {
     $("#voice").value = `voice:${voice.name}`;
     renderPalette();
@@ -255,11 +271,14 @@ function currentTarget() {
 
 async function chooseFile() {
   const file = $("#clip-file").files[0];
-  if (file) await setClip(file, file.name);
+  if (!file) return;
+  if (!recording) $("#recorder").hidden = true; // the file replaces an earlier recording
+  await setClip(file, file.name);
 }
 
 async function setClip(blob, name) {
   clip = { blob, name };
+  hide($("#add-result")); // the verdict on the previous clip, which will not be uploaded
   const preview = $("#clip-preview");
   if (preview.src) URL.revokeObjectURL(preview.src);
   preview.src = URL.createObjectURL(blob);
@@ -302,6 +321,7 @@ async function addPersona(event) {
     await loadVoices();
     $("#voice").value = `voice:${info.name}`;
     result.classList.add("ok");
+    if (response.status === 201) clearAddForm();
     result.replaceChildren(
       response.status === 201
         ? `Added ${info.name}: ${info.duration_s.toFixed(1)} s of speech.`
@@ -319,6 +339,19 @@ async function addPersona(event) {
   } finally {
     $("#add-submit").disabled = false;
   }
+}
+
+/** Empty the form after a persona is added, so the next one starts clean. */
+function clearAddForm() {
+  $("#add-form").reset();
+  clip = null;
+  const preview = $("#clip-preview");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.removeAttribute("src");
+  preview.hidden = true;
+  hide($("#clip-info"));
+  $("#recorder").hidden = true;
+  $("#record").textContent = "Record";
 }
 
 // --- recording ----------------------------------------------------------------------------
@@ -355,6 +388,9 @@ async function toggleRecording() {
 
   const { good_min: low, good_max: high } = config.clip_s;
   $(".guide .good-min").style.left = `${(low / high) * 100}%`;
+  $("#good-min-label").style.left = `${(low / high) * 100}%`;
+  $("#good-min-label").textContent = `${low} s`;
+  $("#good-max-label").textContent = `${high} s`;
   const samples = new Float32Array(analyser.fftSize);
   const meter = () => {
     if (!recording) return;
@@ -381,6 +417,7 @@ async function toggleRecording() {
     button.textContent = "Record again";
     button.classList.remove("recording");
     hint.textContent = `recorded ${((performance.now() - started) / 1000).toFixed(0)} s`;
+    $("#clip-file").value = ""; // the recording replaces any file chosen before
     // MediaRecorder gives WebM/Opus, which the sidecar does not read: hand it a WAV instead.
     const blob = new Blob(parts, { type: recorder.mimeType });
     const decoded = await context.decodeAudioData(await blob.arrayBuffer());
