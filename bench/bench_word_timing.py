@@ -2,7 +2,16 @@
 
 Each sentence is spoken by the preview engine through a real sidecar (one request, as one
 segment would be); PocketSphinx aligns the known words to the audio (`set_align_text`), and
-the estimate's start and end of every word are compared with the alignment's.
+the estimate's start and end of every word are compared with the alignment's, two ways:
+- whole segment: `word_times` on the segment's complete audio (the estimate at its best);
+- as shipped: `WordClock` fed the `SpeechStream`'s events as they arrive, one `Pace` for all
+  sentences (as a TTS keeps it), each word taken when the clock reports it; once with the
+  audio as the preview engine sends it (a segment at once), once paced by a proxy as S2
+  streams it while generating (`PACED_RTF`). Also: how much
+  audio had been passed on when each word was reported, against when the alignment says it
+  starts ("late" = the word came after the audio that speaks it had started to go out).
+The pace each sentence was spoken at (speech span per weight unit) is printed too: the mean
+is `timing._PRIOR_S_PER_UNIT`.
 
 Run: .venv/bin/python bench/bench_word_timing.py
 """
@@ -14,6 +23,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pocketsphinx import Decoder
@@ -21,11 +31,14 @@ from pocketsphinx import Decoder
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.proxy import FaultProxy  # noqa: E402
 from support.sidecar import SidecarProcess  # noqa: E402
 
 from s2_plugin.audio import SAMPLE_RATE, resample  # noqa: E402
 from s2_plugin.client import S2Client  # noqa: E402
-from s2_plugin.timing import word_times  # noqa: E402
+from s2_plugin.stream import AudioChunk, SpeechOptions, SpeechStream  # noqa: E402
+from s2_plugin.timing import Pace, WordClock, WordTime, speech_span, word_times  # noqa: E402
+from s2_plugin.timing import _layout as layout  # noqa: E402
 
 SENTENCES = [
     "Well, that is a very good question, and I have thought about it a lot.",
@@ -38,6 +51,7 @@ SENTENCES = [
     "Thank you for calling, have a wonderful day.",
 ]
 _RATE = 16000
+PACED_RTF = 0.5
 
 
 def align(pcm16k: bytes, words: list[str]) -> list[tuple[str, float, float]]:
@@ -54,23 +68,66 @@ def align(pcm16k: bytes, words: list[str]) -> list[tuple[str, float, float]]:
     ]
 
 
+async def streamed(client: S2Client, sentence: str, pace: Pace) -> tuple[bytes, list[Any]]:
+    """The sentence's audio, and each word as the clock reported it with the audio out by then."""
+    clock = WordClock(SAMPLE_RATE, pace)
+    stream = SpeechStream(client, SpeechOptions())
+    stream.push_text(sentence)
+    stream.end_input()
+    pcm = b""
+    reported: list[tuple[WordTime, float]] = []
+    async for event in stream:
+        for word in clock.feed(event):
+            reported.append((word, len(pcm) / 2 / SAMPLE_RATE))
+        if isinstance(event, AudioChunk):
+            pcm += event.pcm
+    return pcm, reported
+
+
+async def measure(url: str, label: str) -> None:
+    whole: list[float] = []
+    shipped: list[float] = []
+    lateness: list[float] = []
+    paces: list[float] = []
+    pace = Pace()
+    async with S2Client(url) as client:
+        for sentence in SENTENCES:
+            pcm, reported = await streamed(client, sentence, pace)
+            words = [re.sub(r"[^a-z']", "", w.lower()) for w in sentence.split()]
+            aligned = align(resample(pcm, SAMPLE_RATE, _RATE), words)
+            if [w for w, _, _ in aligned] != words:
+                print(f"  alignment failed, skipped: {sentence!r}")
+                continue
+            start, end = speech_span(pcm, SAMPLE_RATE)
+            paces.append((end - start) / layout(sentence).units)
+            estimate = word_times(sentence, pcm, SAMPLE_RATE)
+            for est, (_, a_start, a_end) in zip(estimate, aligned, strict=True):
+                whole += [abs(est.start_s - a_start) * 1000, abs(est.end_s - a_end) * 1000]
+            for (word, out_s), (_, a_start, a_end) in zip(reported, aligned, strict=True):
+                shipped += [abs(word.start_s - a_start) * 1000, abs(word.end_s - a_end) * 1000]
+                lateness.append(max(0.0, out_s - a_start) * 1000)
+    n = len(whole) // 2
+    print(f"{label}: {n} words")
+    for name, errors in (("whole sentence", whole), ("as shipped (streaming)", shipped)):
+        print(
+            f"  {name:24s} boundary error ms  mean {np.mean(errors):6.1f}"
+            f"  p95 {np.percentile(errors, 95):6.1f}"
+        )
+    late = [x for x in lateness if x > 0]
+    print(
+        f"  reported after its audio started going out: {len(late)}/{len(lateness)} words"
+        f" (by at most {max(late, default=0.0):.0f} ms)"
+    )
+    print(f"  pace s/unit  mean {np.mean(paces):.4f}  min {min(paces):.4f}  max {max(paces):.4f}")
+
+
 async def main() -> None:
-    errors: list[float] = []
+    print("word timing estimate vs PocketSphinx forced alignment, preview voice")
     with tempfile.TemporaryDirectory() as tmp, SidecarProcess(Path(tmp) / "store") as sidecar:
-        async with S2Client(sidecar.url) as client:
-            for sentence in SENTENCES:
-                pcm = await client.synthesize(sentence)
-                words = [re.sub(r"[^a-z']", "", w.lower()) for w in sentence.split()]
-                aligned = align(resample(pcm, SAMPLE_RATE, _RATE), words)
-                if [w for w, _, _ in aligned] != words:
-                    print(f"  alignment failed, skipped: {sentence!r}")
-                    continue
-                estimate = word_times(sentence, pcm, SAMPLE_RATE)
-                for est, (_, start, end) in zip(estimate, aligned, strict=True):
-                    errors += [abs(est.start_s - start) * 1000, abs(est.end_s - end) * 1000]
-    n = len(errors) // 2
-    print(f"word timing estimate vs PocketSphinx forced alignment, preview voice, {n} words")
-    print(f"  boundary error ms  mean {np.mean(errors):6.1f}  p95 {np.percentile(errors, 95):6.1f}")
+        await measure(sidecar.url, "audio as the preview engine sends it (a segment at once)")
+        async with FaultProxy(sidecar.url).running() as paced:
+            paced.bytes_per_s = SAMPLE_RATE * 2 / PACED_RTF
+            await measure(paced.url, f"audio paced as S2 streams it (RTF {PACED_RTF})")
 
 
 if __name__ == "__main__":

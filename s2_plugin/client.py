@@ -25,6 +25,7 @@ from s2_plugin.protocol import (
     DEFAULT_URL,
     DEFAULT_VOICE,
     HEADER_DUE_IN,
+    HEADER_REQUEST_ID,
     HEADER_SAMPLE_RATE,
     HEALTH_PATH,
     SAMPLE_RATE,
@@ -39,12 +40,13 @@ from s2_plugin.protocol import (
 )
 
 __all__ = [
-    "Connection",
+    "ConnectionTiming",
     "S2Client",
     "S2ConnectionError",
     "S2Error",
     "S2StatusError",
     "S2TimeoutError",
+    "S2UnreachableError",
 ]
 
 
@@ -56,6 +58,13 @@ class S2Error(Exception):
 
 class S2ConnectionError(S2Error):
     """The sidecar could not be reached, or dropped the connection."""
+
+
+class S2UnreachableError(S2ConnectionError):
+    """Nothing accepts connections at the sidecar's address: it is not running, or the URL is
+    wrong. Not worth an immediate retry; the frameworks fail over to another voice at once."""
+
+    retryable = False
 
 
 class S2TimeoutError(S2ConnectionError):
@@ -91,7 +100,7 @@ class S2StatusError(S2Error):
 
 
 @dataclass
-class Connection:
+class ConnectionTiming:
     """How one speech request got its HTTP connection: what connection metrics report."""
 
     acquire_s: float = 0.0
@@ -104,14 +113,14 @@ _Hook = Callable[[aiohttp.ClientSession, SimpleNamespace, Any], Coroutine[Any, A
 
 
 def _connection_tracing() -> aiohttp.TraceConfig:
-    """aiohttp's own tracing hooks, filling the `Connection` a request passes as its context."""
+    """aiohttp's tracing hooks, filling the `ConnectionTiming` a request passes as its context."""
 
     async def started(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any) -> None:
         ctx.started = time.perf_counter()
 
     def acquired(reused: bool) -> _Hook:
         async def hook(_: aiohttp.ClientSession, ctx: SimpleNamespace, __: Any) -> None:
-            if isinstance(connection := ctx.trace_request_ctx, Connection):
+            if isinstance(connection := ctx.trace_request_ctx, ConnectionTiming):
                 connection.acquire_s = time.perf_counter() - ctx.started
                 connection.reused = reused
 
@@ -132,7 +141,9 @@ class S2Client:
     """Talks to an `s2-sidecar` (or a bare SGLang-Omni server) over HTTP.
 
     `read_timeout` bounds every read, so a stalled server raises `S2TimeoutError` instead of
-    hanging a voice call. Pass `session` to share an aiohttp session; it is then not closed here.
+    hanging a voice call; each call may pass its own `timeout` (connect and read) instead.
+    Pass `session` to share an aiohttp session's connection pool; the session itself is
+    neither changed nor closed here.
     """
 
     def __init__(
@@ -148,8 +159,8 @@ class S2Client:
             raise ValueError(f"base_url {base_url!r} must start with http:// or https://")
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._session = session
-        self._owns_session = session is None
+        self._shared = session
+        self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
@@ -157,21 +168,36 @@ class S2Client:
         self._register_lock = asyncio.Lock()
 
     def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            if not self._owns_session:
-                raise S2Error("the aiohttp session given to S2Client is closed")
+        if self._session is not None and not self._session.closed:
+            return self._session
+        connector: aiohttp.BaseConnector | None
+        if self._shared is None:
             # Keep-alive shorter than the sidecar's, so a pooled socket is never stale.
             connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
-        if _TRACING not in self._session.trace_configs:
-            # A shared session (a LiveKit job's) is made without it; aiohttp reads the list at
-            # every request, and the hooks record only requests that pass a `Connection`.
-            self._session.trace_configs.append(_TRACING)
+        elif self._shared.closed:
+            raise S2Error("the aiohttp session given to S2Client is closed")
+        else:
+            # The shared session's pool, through a session of our own that carries the tracing
+            # hooks: the shared one (a LiveKit job's) is left as its owner made it. Ours
+            # closes with that pool (aiohttp's `closed` reads the connector), so an owner that
+            # closes its session leaves nothing of ours open.
+            connector = self._shared.connector
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=self._shared is None,
+            timeout=self._timeout,
+            trace_configs=[_TRACING],
+        )
         return self._session
 
+    def _timeouts(self, timeout: float | None) -> aiohttp.ClientTimeout:
+        if timeout is None:
+            return self._timeout
+        return aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+
     async def aclose(self) -> None:
-        """Close the pooled connections (only those this client opened)."""
-        if self._owns_session and self._session is not None:
+        """Close the pooled connections (a shared session's pool stays open)."""
+        if self._session is not None:
             await self._session.close()
         self._session = None
 
@@ -186,7 +212,8 @@ class S2Client:
         text: str,
         *,
         voice: str = DEFAULT_VOICE,
-        connection: Connection | None = None,
+        connection: ConnectionTiming | None = None,
+        timeout: float | None = None,
         due_in: float | None = None,
         **params: Any,
     ) -> AsyncIterator[bytes]:
@@ -194,8 +221,9 @@ class S2Client:
 
         Extra keyword arguments are `SpeechRequest` fields (style, temperature, seed...).
         Every chunk holds whole samples. `connection`, if given, is filled in once the request
-        has its connection. `due_in`: seconds until its audio must play (a look-ahead
-        segment), so the sidecar can generate more urgent audio first; None is now.
+        has its connection. `timeout` bounds the connect and every read (the client's default
+        if None). `due_in`: seconds until its audio must play (a look-ahead segment), so the
+        sidecar can generate more urgent audio first; None is now.
         """
         try:
             request = SpeechRequest(
@@ -213,7 +241,7 @@ class S2Client:
                 url,
                 json=body,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=self._timeouts(timeout),
                 trace_request_ctx=connection,
             ) as response:
                 await _raise_for_status(response)
@@ -230,19 +258,19 @@ class S2Client:
         """The whole of `text` as PCM, for callers that don't stream."""
         return b"".join([chunk async for chunk in self.speech(text, voice=voice, **params)])
 
-    async def health(self) -> Health:
+    async def health(self, *, timeout: float | None = None) -> Health:
         """The sidecar's state; a 503 while it is starting still returns its body."""
-        data = await self._json("GET", HEALTH_PATH, ok=(200, 503))
+        data = await self._json("GET", HEALTH_PATH, ok=(200, 503), timeout=timeout)
         return Health.model_validate(data)
 
     async def list_voices(self) -> list[VoiceInfo]:
         data = await self._json("GET", VOICES_PATH)
         return VoiceList.model_validate(data).uploaded_voices
 
-    async def get_voice(self, name: str) -> VoiceInfo | None:
+    async def get_voice(self, name: str, *, timeout: float | None = None) -> VoiceInfo | None:
         """The persona called `name`, or None if the sidecar has none."""
         try:
-            data = await self._json("GET", f"{VOICES_PATH}/{name}")
+            data = await self._json("GET", f"{VOICES_PATH}/{name}", timeout=timeout)
         except S2StatusError as e:
             if e.status == 404:
                 return None
@@ -252,7 +280,9 @@ class S2Client:
     async def delete_voice(self, name: str) -> None:
         await self._json("DELETE", f"{VOICES_PATH}/{name}")
 
-    async def register(self, persona: Persona, *, replace: bool = False) -> VoiceInfo:
+    async def register(
+        self, persona: Persona, *, replace: bool = False, timeout: float | None = None
+    ) -> VoiceInfo:
         """Upload a persona; the sidecar validates and stores its clip and warms it up."""
         form = aiohttp.FormData()
         form.add_field("name", persona.name)
@@ -264,10 +294,12 @@ class S2Client:
         form.add_field(
             "audio", persona.clip_bytes(), filename="clip", content_type="application/octet-stream"
         )
-        data = await self._json("POST", VOICES_PATH, data=form)
+        data = await self._json("POST", VOICES_PATH, data=form, timeout=timeout)
         return VoiceInfo.model_validate(data)
 
-    async def ensure_persona(self, persona: Persona, *, replace: bool = False) -> VoiceInfo:
+    async def ensure_persona(
+        self, persona: Persona, *, replace: bool = False, timeout: float | None = None
+    ) -> VoiceInfo:
         """Register `persona` unless the sidecar already holds the same content.
 
         Uploads at most once per content hash and client, however many streams ask at once.
@@ -277,19 +309,25 @@ class S2Client:
         async with self._register_lock:
             if digest in self._registered:
                 return self._registered[digest]
-            current = await self.get_voice(persona.name)
+            current = await self.get_voice(persona.name, timeout=timeout)
             if current is None or current.sha256 != digest:
-                current = await self.register(persona, replace=replace)
+                current = await self.register(persona, replace=replace, timeout=timeout)
             self._registered[digest] = current
             return current
 
     async def _json(
-        self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201), **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200, 201),
+        timeout: float | None = None,
+        **kwargs: Any,
     ) -> Any:
         url = self.base_url + path
         with self._errors(f"{method} {url} timed out"):
             async with self._http().request(
-                method, url, headers=self._headers, timeout=self._timeout, **kwargs
+                method, url, headers=self._headers, timeout=self._timeouts(timeout), **kwargs
             ) as response:
                 if response.status not in ok:
                     await _raise_for_status(response)
@@ -304,6 +342,8 @@ class S2Client:
             yield
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise S2TimeoutError(f"{timed_out}: {e}") from None
+        except aiohttp.ClientConnectorError as e:
+            raise S2UnreachableError(_connection_message(self.base_url, e)) from None
         except aiohttp.ClientError as e:
             raise S2ConnectionError(_connection_message(self.base_url, e)) from None
 
@@ -337,7 +377,7 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
     if response.status < 400:
         return
     raw = await response.read()
-    request_id = response.headers.get("X-Request-Id")
+    request_id = response.headers.get(HEADER_REQUEST_ID)
     try:
         detail = ErrorBody.model_validate(json.loads(raw)).error
     except (ValueError, ValidationError):

@@ -1,11 +1,19 @@
-"""Scripts for narration: `NAME: line` by hand, speaker tags for S2, cut into generations.
+"""Scripts for narration: `NAME: line` by hand, or S2's own speaker tags; cut into generations.
 
 ```
 AVA: Welcome back to the show.
 BEN: Thanks for having me. [laugh] It is good to be here.
 ```
 
-Every non-blank line starts with a cast member's name (any case) and a colon. `parts` packs
+Every non-blank line starts with a cast member's name (any case) and a colon. A script that
+opens with a speaker tag is in S2's own multi-speaker form instead, and speaker N is the Nth
+cast member; a turn runs to the next tag, over line ends:
+
+```
+<|speaker:0|> The harbour was quiet that night.
+<|speaker:1|> Too quiet. [whisper] Did you hear that?
+```
+ `parts` packs
 the turns, in order, into S2 inputs of at most `max_chars`, each in fish-speech's
 multi-speaker form (turns joined by newlines, each opened by its speaker tag) and cut only
 between turns or, inside a turn too long for one, between sentences.
@@ -52,6 +60,8 @@ class Part:
 def parse(script: str, cast: Sequence[str]) -> list[Turn]:
     """The script's turns; `ScriptError` for an empty script or a line with no cast member."""
     names = {name.lower(): i for i, name in enumerate(validate_cast(cast))}
+    if script.lstrip().startswith("<|speaker:"):
+        return _parse_tagged(script, cast)
     turns = []
     for number, line in enumerate(script.splitlines(), 1):
         if not line.strip():
@@ -81,6 +91,39 @@ def parse(script: str, cast: Sequence[str]) -> list[Turn]:
     if not turns:
         raise ScriptError("the script has no lines to speak; write lines like 'AVA: Hello.'")
     return turns
+
+
+def _parse_tagged(script: str, cast: Sequence[str]) -> list[Turn]:
+    """The turns of a script in S2's form: each speaker tag opens a turn."""
+    try:
+        tags.validate(script)
+    except tags.TagError as e:
+        raise ScriptError(str(e)) from e
+    turns = []
+    for speaker, text in tags.turns(script):
+        if speaker >= len(cast):
+            raise ScriptError(
+                f"{tags.speaker_tag(speaker)} has no cast member: the cast is "
+                f"{', '.join(f'{i}={name}' for i, name in enumerate(cast))}; "
+                "add a persona to the cast or fix the number"
+            )
+        turns.append(Turn(speaker, text))
+    if not turns:
+        raise ScriptError("the script has no words to speak after its speaker tags")
+    return turns
+
+
+def tagged(text: str, cast: Sequence[str]) -> str:
+    """`text` in S2's form: a `NAME: line` script as speaker tags, anything else unchanged.
+
+    For a cast request's input, so that a script written either way can be sent as it is.
+    """
+    names = {name.lower() for name in cast}
+    lines = [line for line in text.splitlines() if line.strip()]
+    matches = [_LINE_RE.fullmatch(line) for line in lines]
+    if not lines or not all(m and m.group(1).lower() in names for m in matches):
+        return text
+    return _render(parse(text, cast))
 
 
 def parts(turns: Sequence[Turn], max_chars: int = PART_CHARS) -> list[Part]:

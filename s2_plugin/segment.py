@@ -12,6 +12,9 @@ the next sentence or is a tag-only tail that must stay with this one, and whethe
 word ("he said. and") continues the sentence. LLM tokenizers attach the space to the next
 word (" World"), so this rarely costs a fragment.
 
+Phoneme markup (`<|phoneme_start|>...<|phoneme_end|>`) is one word: never cut inside, and a
+segment may start or end with it.
+
 Speakers: a `<|speaker:N|>` tag after words ends the segment before it, so every segment has
 one speaker, and every segment carries it, also one cut in the middle of a turn (a sentence
 of speaker 1 after `<|speaker:1|> Hello there,`). A reply starts with speaker 0.
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from s2_plugin import tags
+from s2_plugin import phonemes, tags
 from s2_plugin.tags import MAX_TAG_CHARS
 
 _SENTENCE_MARKS = frozenset(".!?…。！？")  # noqa: RUF001
@@ -57,6 +60,8 @@ _LEADING_WORDS = frozenset(
     | {"by", "from", "that", "which", "who", "if", "as", "is", "are", "was", "be", "my", "your"}
     | {"our", "their", "its", "this", "these", "will", "would", "can", "could", "should", "i"}
 )
+# Longest phoneme markup the segmenter waits for: the most symbols, the word it keeps, markers.
+_MAX_MARKUP_CHARS = phonemes.MAX_PHONES * 4 + 2 * MAX_TAG_CHARS
 # A segment must hold a full-length tag plus a few words.
 _MIN_MAX_CHARS = MAX_TAG_CHARS + 16
 
@@ -82,7 +87,11 @@ def _tag_end(buf: str, i: int, final: bool) -> int | None:
         if buf[i + 1] != "|":
             return -1
         close, start, banned = "|>", i + 2, "\n"
-    stop = start + MAX_TAG_CHARS + len(close)
+    if close == "|>" and buf.startswith(phonemes.START, i):
+        close, start = phonemes.END, i + len(phonemes.START)
+        stop = start + _MAX_MARKUP_CHARS + len(close)
+    else:
+        stop = start + MAX_TAG_CHARS + len(close)
     window = buf[start:stop]
     k = window.find(close)
     inner = window if k < 0 else window[:k]
@@ -91,6 +100,11 @@ def _tag_end(buf: str, i: int, final: bool) -> int | None:
     if k >= 0:
         return start + k + len(close)
     return -1 if final or stop <= n else None
+
+
+def _is_markup(buf: str, i: int, end: int) -> bool:
+    """True when the tag `buf[i:end]` found by `_tag_end` is phoneme markup: a word."""
+    return end > 0 and buf.startswith(phonemes.START, i)
 
 
 def _no_sentence_end(buf: str, i: int) -> bool:
@@ -216,7 +230,13 @@ class Segmenter:
             c = buf[i]
             if self._split is not None:
                 # After a boundary: whitespace, tags and punctuation wait for the next word.
-                if c.isalnum():
+                word_start = c.isalnum()
+                if c == "<":
+                    end = _tag_end(buf, i, final)
+                    if end is None:
+                        break
+                    word_start = _is_markup(buf, i, end)
+                if word_start:
                     if (self._cancel_on_lower and c.islower()) or (
                         self._cancel_on_digit and c.isdigit()
                     ):
@@ -283,6 +303,12 @@ class Segmenter:
                 tag_end = _tag_end(buf, i, final)
                 if tag_end is None:
                     break
+                if _is_markup(buf, i, tag_end):
+                    self._words += 0 if self._in_word else 1
+                    self._in_word = True
+                    cut = self._force() if self._over(tag_end) else None
+                    i = tag_end if cut is None else cut
+                    continue
                 self._in_word = False
                 speaker = tags.speaker_of(buf[i:tag_end]) if tag_end > 0 else None
                 if speaker is not None and self._words:

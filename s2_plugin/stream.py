@@ -6,6 +6,11 @@ up to `ahead` requests are open at once, so the next sentence is generated while
 one plays, and audio still comes out strictly in segment order, resampled once to the
 framework's rate with the resampler flushed at every segment end.
 
+A `transform` (the frameworks' text transforms, a pronunciation lexicon) is applied to each
+segment just before it is requested: there every word is whole, which a token stream is not
+("Met" + "formin"), and the events keep the text as it came, so transcripts and word timings
+show what the LLM wrote.
+
 Each look-ahead request says when its audio is due (`X-Audio-Due-In`): when the audio before it
 runs out, counting from a player that plays what the stream yields from its first chunk, and
 reckoning the audio still to come of the segments before it from their text, at a speaking rate
@@ -20,13 +25,13 @@ import contextlib
 import dataclasses
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from s2_plugin import tags
 from s2_plugin.audio import SAMPLE_RATE, StreamResampler
-from s2_plugin.client import Connection, S2Client
+from s2_plugin.client import ConnectionTiming, S2Client
 from s2_plugin.personas import check_speakers
 from s2_plugin.protocol import DEFAULT_VOICE
 from s2_plugin.segment import Segment, Segmenter
@@ -84,10 +89,13 @@ class SpeechOptions:
 
 @dataclass(frozen=True, slots=True)
 class AudioChunk:
-    """PCM16 mono at the stream's sample rate, belonging to segment `index`."""
+    """PCM16 mono at the stream's sample rate, belonging to segment `index`: all of its audio
+    that had arrived when the reader asked."""
 
     index: int
     pcm: bytes
+    last: bool = False
+    """The segment's audio ends with this chunk (its whole audio is known now)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +104,7 @@ class SegmentStart:
 
     index: int
     text: str
-    """The text sent to S2, tags included."""
+    """The segment as written (before the stream's transform), tags included."""
     transcript: str
     """The same text without tags: what will be said."""
     speaker: int = 0
@@ -109,7 +117,7 @@ class SegmentEnd:
 
     index: int
     text: str
-    """The text sent to S2, tags included."""
+    """The segment as written (before the stream's transform), tags included."""
     transcript: str
     """The same text without tags: what was said."""
     samples: int
@@ -118,7 +126,7 @@ class SegmentEnd:
     """From sending the request to its first PCM byte (not to first audio played)."""
     speaker: int = 0
     """Who said it: an index into the options' cast."""
-    connection: Connection = field(default_factory=Connection)
+    connection: ConnectionTiming = field(default_factory=ConnectionTiming)
     """How its request got a connection to the sidecar (for connection metrics)."""
 
 
@@ -140,14 +148,16 @@ reckoned short, so a look-ahead's due time errs early."""
 
 
 @dataclass(eq=False)
-class _Segment:
+class _Request:
+    """One segment's request in flight: its audio queued for the reader as it arrives."""
+
     index: int
     text: str
     speaker: int
     sent_at: float = 0.0
     first_at: float | None = None
     yielded_s: float = 0.0
-    connection: Connection = field(default_factory=Connection)
+    connection: ConnectionTiming = field(default_factory=ConnectionTiming)
     chunks: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
 
@@ -163,17 +173,22 @@ class SpeechStream:
         sample_rate: int = SAMPLE_RATE,
         ahead: int = 2,
         segmenter: Segmenter | None = None,
+        transform: Callable[[str], Awaitable[str]] | None = None,
+        timeout: float | None = None,
     ) -> None:
+        """`timeout`: each request's connect and read timeout (the client's default if None)."""
         if ahead < 1:
             raise ValueError(f"ahead must be at least 1 (requests open at once), got {ahead}")
         self._client = client
         self._options = options if callable(options) else (lambda: options)
         self._ahead = ahead
+        self._timeout = timeout
         self._segmenter = segmenter or Segmenter()
+        self._transform = transform
         self._resampler = StreamResampler(SAMPLE_RATE, sample_rate)
         self.sample_rate = sample_rate
-        self._waiting: deque[_Segment] = deque()
-        self._sent: deque[_Segment] = deque()
+        self._waiting: deque[_Request] = deque()
+        self._sent: deque[_Request] = deque()
         self._open = 0
         self._count = 0
         self._ended = False
@@ -211,55 +226,57 @@ class SpeechStream:
         text = tags.repair(segment.text)
         if not tags.has_speech(text):
             return
-        self._waiting.append(_Segment(self._count, text, segment.speaker))
+        self._waiting.append(_Request(self._count, text, segment.speaker))
         self._count += 1
         self._send_waiting()
         self._changed.set()
 
     def _send_waiting(self) -> None:
         while self._waiting and self._open < self._ahead and not self._closed:
-            segment = self._waiting.popleft()
+            request = self._waiting.popleft()
             self._open += 1
             # Options are read now, not when the task first runs, so a settings change made
-            # right after this call applies from the next segment, exactly.
+            # right after this call applies from the next request, exactly.
             options = self._options()
-            due_in = self._due_in()
-            fetch = self._fetch(segment, options, due_in)
-            segment.task = asyncio.get_running_loop().create_task(fetch)
-            self._sent.append(segment)
+            fetch = self._fetch(request, options, self._due_in())
+            request.task = asyncio.get_running_loop().create_task(fetch)
+            self._sent.append(request)
 
     def _due_in(self) -> float | None:
-        """Seconds until the audio of a segment sent now must play: what is yielded and not yet
-        played, plus the audio still to come of every segment before it. None for the first."""
+        """Seconds until the audio of a request sent now must play: what is yielded and not yet
+        played, plus the audio still to come of every request before it. None for the first."""
         if not self._sent:
             return None if self._play_end is None else self._unplayed()
         rest = sum(
-            max(0.0, len(tags.strip_tags(s.text)) / _FAST_CHARS_PER_S - s.yielded_s)
-            for s in self._sent
+            max(0.0, len(tags.strip_tags(r.text)) / _FAST_CHARS_PER_S - r.yielded_s)
+            for r in self._sent
         )
         return self._unplayed() + rest
 
     def _unplayed(self) -> float:
         return max(0.0, (self._play_end or 0.0) - time.perf_counter())
 
-    def _yielded(self, segment: _Segment, samples: int) -> None:
+    def _yielded(self, request: _Request, samples: int) -> None:
         now = time.perf_counter()
         seconds = samples / self.sample_rate
         self._play_end = max(self._play_end or now, now) + seconds
-        segment.yielded_s += seconds
+        request.yielded_s += seconds
 
-    async def _fetch(self, segment: _Segment, options: SpeechOptions, due: float | None) -> None:
-        segment.sent_at = time.perf_counter()
+    async def _fetch(self, request: _Request, options: SpeechOptions, due: float | None) -> None:
+        request.sent_at = time.perf_counter()
         try:
-            text, fields = options.request(Segment(segment.text, segment.speaker))
-            speech = self._client.speech(text, connection=segment.connection, due_in=due, **fields)
+            said = await self._transform(request.text) if self._transform else request.text
+            text, fields = options.request(Segment(said, request.speaker))
+            speech = self._client.speech(
+                text, connection=request.connection, timeout=self._timeout, due_in=due, **fields
+            )
             async for pcm in speech:
-                if segment.first_at is None:
-                    segment.first_at = time.perf_counter()
-                segment.chunks.put_nowait(pcm)
-            segment.chunks.put_nowait(_DONE)
-        except Exception as e:  # handed to the reader, in order, with the segment's audio
-            segment.chunks.put_nowait(e)
+                if request.first_at is None:
+                    request.first_at = time.perf_counter()
+                request.chunks.put_nowait(pcm)
+            request.chunks.put_nowait(_DONE)
+        except Exception as e:  # handed to the reader, in order, with the request's audio
+            request.chunks.put_nowait(e)
         finally:
             self._open -= 1
             self._send_waiting()
@@ -283,35 +300,40 @@ class SpeechStream:
                     self._changed.clear()
                     await self._changed.wait()
                     continue
-                segment = self._sent[0]
-                transcript = tags.strip_tags(segment.text)
-                yield SegmentStart(segment.index, segment.text, transcript, segment.speaker)
+                request = self._sent[0]
+                transcript = tags.strip_tags(request.text)
+                yield SegmentStart(request.index, request.text, transcript, request.speaker)
                 samples = 0
-                while (item := await segment.chunks.get()) is not _DONE:
+                item: Any = None
+                while item is not _DONE:
+                    item = await request.chunks.get()
+                    # Everything that has arrived goes out as one chunk, so a segment whose
+                    # audio is all in (the one generated ahead) is one chunk marked `last`.
+                    arrived = bytearray()
+                    while isinstance(item, bytes):
+                        arrived += item
+                        item = request.chunks.get_nowait() if request.chunks.qsize() else None
+                    pcm = self._resampler.process(bytes(arrived)) if arrived else b""
+                    if item is _DONE:
+                        pcm += self._resampler.flush()
+                    if pcm:
+                        samples += len(pcm) // 2
+                        self._yielded(request, len(pcm) // 2)
+                        yield AudioChunk(request.index, pcm, last=item is _DONE)
                     if item is _CLOSED:
                         finished = True
                         return
                     if isinstance(item, BaseException):
                         raise item
-                    pcm = self._resampler.process(item)
-                    if pcm:
-                        samples += len(pcm) // 2
-                        self._yielded(segment, len(pcm) // 2)
-                        yield AudioChunk(segment.index, pcm)
-                tail = self._resampler.flush()
-                if tail:
-                    samples += len(tail) // 2
-                    self._yielded(segment, len(tail) // 2)
-                    yield AudioChunk(segment.index, tail)
                 self._sent.popleft()
                 yield SegmentEnd(
-                    index=segment.index,
-                    text=segment.text,
+                    index=request.index,
+                    text=request.text,
                     transcript=transcript,
                     samples=samples,
-                    first_byte_s=(segment.first_at or segment.sent_at) - segment.sent_at,
-                    speaker=segment.speaker,
-                    connection=segment.connection,
+                    first_byte_s=(request.first_at or request.sent_at) - request.sent_at,
+                    speaker=request.speaker,
+                    connection=request.connection,
                 )
         finally:
             if not finished:
@@ -324,8 +346,8 @@ class SpeechStream:
         """
         self._closed = True
         tasks = [s.task for s in self._sent if s.task is not None]
-        for segment in self._sent:
-            segment.chunks.put_nowait(_CLOSED)  # wakes a reader waiting for this audio
+        for request in self._sent:
+            request.chunks.put_nowait(_CLOSED)  # wakes a reader waiting for this audio
         self._sent.clear()
         self._waiting.clear()
         for task in tasks:

@@ -1,7 +1,8 @@
-"""S2 inline tags: `[whisper]`-style cues and `<|speaker:N|>` speaker tags.
+"""S2 inline tags: `[whisper]`-style cues, `<|speaker:N|>` speaker tags and phoneme markup.
 
 Tags reach S2 verbatim; they are validated here, stripped from transcripts, and a persona's
-default style is applied as a leading tag.
+default style is applied as a leading tag. Phoneme markup (`s2_plugin.phonemes`) is a tag
+that says a word: a transcript shows the word it keeps, and it counts as speech.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from s2_plugin import phonemes
+
 MAX_TAG_CHARS = 64
 """Longest cue inside `[...]`; S2 reads free-form cues, but a long one is almost always a bug."""
 
 _SPEAKER_RE = re.compile(r"<\|speaker:(\d{1,2})\|>")
 _SPEAKER_SPACED_RE = re.compile(r"\s*<\|speaker:\d{1,2}\|>\s*")
-_TAG_RE = re.compile(r"\[[^\[\]\n]*\]|<\|speaker:\d{1,2}\|>")
+_TAG_RE = re.compile(phonemes.MARKUP_RE.pattern + r"|\[[^\[\]\n]*\]|<\|speaker:\d{1,2}\|>")
 _SPACES_RE = re.compile(r"\s+")
-_STRAY_RE = re.compile(r"<\||\|>|[\[\]]|[\x00-\x08\x0b-\x1f\x7f]")
+_STRAY_RE = re.compile(r"<\|phoneme_(?:start|end)\|>|<\||\|>|[\[\]]|[\x00-\x08\x0b-\x1f\x7f]")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r"\s+([,.;:!?])")
 
 
@@ -35,7 +38,11 @@ class Tag:
 
     @property
     def is_speaker(self) -> bool:
-        return self.raw.startswith("<|")
+        return self.raw.startswith("<|speaker")
+
+    @property
+    def is_phonemes(self) -> bool:
+        return self.raw.startswith(phonemes.START)
 
 
 def find_tags(text: str) -> list[Tag]:
@@ -48,11 +55,15 @@ def validate(text: str) -> None:
     for ch in text:
         if ch not in "\n\t" and unicodedata.category(ch) == "Cc":
             raise TagError(f"text contains the control character {ch!r}; remove it")
+    try:
+        phonemes.validate(text)
+    except phonemes.PhonemeError as e:
+        raise TagError(str(e)) from None
     problem = _unbalanced(text)
     if problem:
         raise TagError(problem)
     for tag in find_tags(text):
-        if tag.is_speaker:
+        if tag.is_speaker or tag.is_phonemes:
             continue
         inner = tag.raw[1:-1].strip()
         if not inner:
@@ -85,13 +96,23 @@ def repair(text: str) -> str:
     for m in _TAG_RE.finditer(text):
         out.append(_STRAY_RE.sub("", text[last : m.start()]))
         inner = m.group()[1:-1].strip()
-        if m.group().startswith("<|") or 0 < len(inner) <= MAX_TAG_CHARS:
+        if m.group().startswith(phonemes.START):
+            out.append(m.group() if _readable(m.group()) else phonemes.show(m.group()))
+        elif m.group().startswith("<|") or 0 < len(inner) <= MAX_TAG_CHARS:
             out.append(m.group())
         else:
             out.append(inner)
         last = m.end()
     out.append(_STRAY_RE.sub("", text[last:]))
     return "".join(out)
+
+
+def _readable(markup: str) -> bool:
+    try:
+        phonemes.validate(markup)
+    except phonemes.PhonemeError:
+        return False
+    return True
 
 
 def _unbalanced(text: str) -> str | None:
@@ -112,16 +133,45 @@ def _unbalanced(text: str) -> str | None:
     return None
 
 
+_MASK = 0xE000  # Unicode's private use area: no text transform reads or writes it
+_MASK_RE = re.compile("[\ue000-\uf8ff]")
+
+
+def mask(text: str) -> tuple[str, list[str]]:
+    """`text` with each tag (cue, speaker tag, phoneme markup) as one private-use character,
+    and the tags, for `unmask`: a text transform between the two (numbers to words,
+    acronyms spelt out) cannot touch them ("<|speaker:1|>" is no "<|speaker:one|>")."""
+    found: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        found.append(m.group())
+        return chr(_MASK + len(found) - 1)
+
+    return _TAG_RE.sub(hide, text), found
+
+
+def unmask(text: str, found: list[str]) -> str:
+    """`text` with the tags `mask` hid put back (one a transform dropped stays dropped)."""
+
+    def show(m: re.Match[str]) -> str:
+        i = ord(m.group()) - _MASK
+        return found[i] if i < len(found) else m.group()
+
+    return _MASK_RE.sub(show, text)
+
+
 def strip_tags(text: str) -> str:
     """The words alone, for transcripts and the LLM context: tags removed, spacing tidied."""
-    bare = _TAG_RE.sub(" ", text)
+    bare = _TAG_RE.sub(" ", phonemes.show(text))
     bare = _SPACE_BEFORE_PUNCT_RE.sub(r"\1", bare)
     return _SPACES_RE.sub(" ", bare).strip()
 
 
 def has_speech(text: str) -> bool:
     """True when `text` holds something to say besides tags, spaces and punctuation."""
-    return any(ch.isalnum() for ch in _TAG_RE.sub("", text))
+    return phonemes.MARKUP_RE.search(text) is not None or any(
+        ch.isalnum() for ch in _TAG_RE.sub("", text)
+    )
 
 
 def style_cue(style: str) -> str:
@@ -148,7 +198,7 @@ def apply_style(text: str, style: str | None) -> str:
         return text
     cue = style_cue(style)
     stripped = text.lstrip()
-    if stripped.startswith("[") or stripped.startswith("<|"):
+    if stripped.startswith("[") or _SPEAKER_RE.match(stripped):
         return text
     return f"{cue} {stripped}"
 

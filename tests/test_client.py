@@ -1,12 +1,23 @@
 import asyncio
+import gc
+import warnings
 
 import aiohttp
 import numpy as np
 import pytest
 from support.pcm_server import expected_samples, level, pcm_server
+from support.proxy import Fault, FaultProxy
 from support.sidecar import free_port
 
-from s2_plugin.client import Connection, S2Client, S2ConnectionError, S2StatusError, S2TimeoutError
+from s2_plugin.client import (
+    ConnectionTiming,
+    S2Client,
+    S2ConnectionError,
+    S2Error,
+    S2StatusError,
+    S2TimeoutError,
+    S2UnreachableError,
+)
 
 TEXT = "Hello there, this is a test."
 
@@ -145,17 +156,70 @@ def test_a_base_url_without_scheme_is_refused() -> None:
 
 
 async def test_a_request_says_whether_its_connection_was_new_or_pooled() -> None:
-    # A shared session made elsewhere (a LiveKit job's) gets the tracing hooks once.
+    # A shared session made elsewhere (a LiveKit job's): its pool is used, the session itself
+    # is left as it was made (no tracing hooks added for every other user's requests).
     async with pcm_server() as server, aiohttp.ClientSession() as shared:
         client = S2Client(server.url, session=shared)
-        seen = [Connection(), Connection()]
+        seen = [ConnectionTiming(), ConnectionTiming()]
         for connection in seen:
             async for _ in client.speech(TEXT, voice="ok", connection=connection):
                 pass
-        async with shared.get(server.url + "/health") as response:  # another user's request
+        await client.aclose()
+        assert shared.trace_configs == []
+        assert shared.connector is not None and not shared.connector.closed
+        async with shared.get(server.url + "/health") as response:  # the owner's pool still works
             assert response.status == 200
-        async for _ in client.speech(TEXT, voice="ok"):
-            pass
-        assert len(shared.trace_configs) == 1
     assert [c.reused for c in seen] == [False, True]
     assert all(c.acquire_s > 0 for c in seen)
+
+
+async def test_nothing_listening_is_an_unreachable_sidecar_not_worth_a_retry() -> None:
+    async with S2Client(f"http://127.0.0.1:{free_port()}") as client:
+        with pytest.raises(S2UnreachableError) as caught:
+            await client.health()
+    assert not caught.value.retryable
+    # A sidecar that answers but fails one request stays worth a retry.
+    async with pcm_server() as server, S2Client(server.url) as client:
+        with pytest.raises(S2ConnectionError) as dropped:
+            await collect(client, voice="drop")
+    assert dropped.value.retryable and not isinstance(dropped.value, S2UnreachableError)
+
+
+@pytest.mark.parametrize("call", ["speech", "health", "get_voice"])
+async def test_each_call_may_bound_its_requests_by_its_own_timeout(call: str) -> None:
+    async with (
+        pcm_server() as server,
+        FaultProxy(server.url).running(Fault.BLACKHOLE) as proxy,
+        S2Client(proxy.url, read_timeout=60) as client,
+    ):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(S2TimeoutError):
+            if call == "speech":
+                await collect_within(client, 0.3)
+            elif call == "health":
+                await client.health(timeout=0.3)
+            else:
+                await client.get_voice("joe", timeout=0.3)
+        # The client's own 60 s never applied: any bound well under it tells the two apart.
+        assert loop.time() - started < 30
+        await proxy.wait_until(lambda: proxy.connections == 0)  # the request's socket closed
+
+
+async def collect_within(client: S2Client, timeout: float) -> list[bytes]:
+    return [chunk async for chunk in client.speech(TEXT, voice="ok", timeout=timeout)]
+
+
+async def test_a_shared_session_closed_by_its_owner_leaves_nothing_of_ours_open() -> None:
+    async with pcm_server() as server:
+        shared = aiohttp.ClientSession()
+        client = S2Client(server.url, session=shared)
+        await collect(client)
+        await shared.close()  # the job ends; nobody calls client.aclose()
+        with pytest.raises(S2Error, match="is closed"):
+            await collect(client)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del client
+            gc.collect()
+    assert not [w for w in caught if "Unclosed client session" in str(w.message)]

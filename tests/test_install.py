@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from support.checkout import ROOT, clean_copy
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.sidecar import PERSONAS_TOML, SidecarProcess
 from support.upstream import hub_cache, standin_args
 
 from s2_plugin.protocol import SPEECH_PATH
@@ -90,7 +90,7 @@ def sidecar_for(extras: str, bin_dir: Path, root: Path) -> SidecarProcess:
     engine = "preview"
     if "preview" not in extras.split(","):
         engine = "sglang_omni"
-        args = standin_args(free_port())
+        args = standin_args()
         env |= {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root / "hub")}
         hub_cache(root / "hub")
     return SidecarProcess(

@@ -12,7 +12,7 @@ from s2_plugin import tags
 from s2_plugin.client import S2Client
 from s2_plugin.personas import PersonaError
 from s2_plugin.protocol import SAMPLE_RATE
-from s2_plugin.script import PART_CHARS, ScriptError, Turn, narrate, parse, parts
+from s2_plugin.script import PART_CHARS, ScriptError, Turn, narrate, parse, parts, tagged
 
 CAST = ["ava", "ben", "cy"]
 
@@ -108,3 +108,35 @@ async def test_a_story_is_narrated_in_order_every_voice_in_its_turn(
     error = wer(" ".join(t.text for t in turns), said)
     print(f"story WER {error:.2f}")
     assert error <= 0.5, said  # measured 0.25-0.26; the whole 200 s story in bench_cast: 0.26
+
+
+def test_s2s_own_form_maps_speaker_numbers_to_the_cast() -> None:
+    script = (
+        "<|speaker:0|> The harbour was quiet.\nToo quiet.\n"
+        "<|speaker:2|>[whisper] Did you hear that? <|speaker:0|> No."
+    )
+    assert parse(script, CAST) == [
+        Turn(0, "The harbour was quiet.\nToo quiet."),
+        Turn(2, "[whisper] Did you hear that?"),
+        Turn(0, "No."),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [
+        ("<|speaker:3|> Hi.", "<|speaker:3|> has no cast member: the cast is 0=ava, 1=ben, 2=cy"),
+        ("<|speaker:0|> [laugh]", "no words to speak after its speaker tags"),
+        ("<|speaker:0|> Hi [there.", "never closed"),
+    ],
+)
+def test_bad_s2_scripts_say_what_to_change(script: str, message: str) -> None:
+    with pytest.raises(ScriptError, match=None) as e:
+        parse(script, CAST)
+    assert message in str(e.value)
+
+
+def test_a_name_script_is_sent_in_s2s_form_and_other_text_is_left_alone() -> None:
+    assert tagged("AVA: Hi.\n\nben: Hello.", CAST) == "<|speaker:0|>Hi.\n<|speaker:1|>Hello."
+    for text in ("Note: this is one line.", "<|speaker:1|> Hi.", "AVA: Hi.\nAnd then."):
+        assert tagged(text, CAST) == text

@@ -559,3 +559,20 @@ def test_a_speaker_tag_after_another_tag_still_opens_the_segment() -> None:
         Segment("One two three four。", 0),
         Segment("<|x. y|> <|speaker:12|> hello", 12),
     ]
+
+
+MARKUP = "<|phoneme_start|>Metformin|M EH0 T F AO1 R M IH0 N<|phoneme_end|>"
+
+
+@pytest.mark.parametrize("max_chars", [80, 120, 300])
+def test_phoneme_markup_is_one_word_never_cut(max_chars: int) -> None:
+    text = f"Take {MARKUP} twice a day. {MARKUP} helps, and then {MARKUP}. " * 3
+    for out in (run(text, max_chars=max_chars, **EAGER), chars(text, max_chars=max_chars)):
+        assert "".join(out).replace(" ", "") == text.replace(" ", "")
+        for segment in out:
+            tags.validate(segment)  # every markup closed in its own segment
+
+
+def test_markup_after_a_sentence_end_starts_the_next_segment() -> None:
+    text = f"That is all for now. {MARKUP} is next."
+    assert chars(text, **EAGER) == ["That is all for now.", f"{MARKUP} is next."]

@@ -4,8 +4,10 @@ import itertools
 import numpy as np
 import pytest
 from support.pcm_server import expected_samples, level, pcm_server
+from support.proxy import Fault, FaultProxy
 
-from s2_plugin.client import S2Client, S2StatusError
+from s2_plugin.client import S2Client, S2StatusError, S2TimeoutError
+from s2_plugin.lexicon import Lexicon
 from s2_plugin.personas import PersonaError
 from s2_plugin.protocol import SAMPLING_FIELDS, SpeechRequest
 from s2_plugin.segment import Segment
@@ -262,3 +264,45 @@ async def test_look_ahead_requests_say_when_their_audio_is_due() -> None:
     assert [float(d or 0) for d in server.due[1:]] == pytest.approx(
         [chars[0] / 25, (chars[0] + chars[1]) / 25], abs=0.002
     )
+
+
+async def test_the_transform_sees_whole_words_and_the_events_keep_the_text_as_written() -> None:
+    lexicon = Lexicon({"Metformin": "M EH0 T F AO1 R M IH0 N"})
+
+    async def pronounce(text: str) -> str:
+        return lexicon.apply(text)
+
+    reply = "Take your Metformin with food. Metformin works best that way, they say."
+    async with pcm_server() as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"), transform=pronounce)
+        events = await speak(stream, reply)  # in 4-character tokens: "Metf" + "ormi" + "n"
+    sent = [r["input"] for r in server.requests]
+    assert " ".join(sent).count("<|phoneme_start|>Metformin|M EH0 T F AO1 R M IH0 N") == 2
+    ends = [e for e in events if isinstance(e, SegmentEnd)]
+    assert " ".join(e.transcript for e in ends) == reply
+
+
+async def test_a_chunk_marked_last_ends_its_segment() -> None:
+    # Slow chunks, one request at a time: the reader waits, so each chunk goes out alone, and
+    # the one that brings the end of the segment says so (unless the end came on its own).
+    async with pcm_server(chunk_delay_s=0.01) as server, S2Client(server.url) as client:
+        events = await speak(SpeechStream(client, SpeechOptions(voice="ok"), ahead=1), REPLY)
+    chunks = [e for e in events if isinstance(e, AudioChunk)]
+    ends = [e.index for e in events if isinstance(e, SegmentEnd)]
+    assert all(sum(c.index == i for c in chunks) > 1 for i in ends)
+    last = [c for c in chunks if c.last]
+    assert len({c.index for c in last}) == len(last)  # at most one per segment
+    after_last = [b for a, b in itertools.pairwise(events) if isinstance(a, AudioChunk) and a.last]
+    assert len(after_last) == len(last) and all(isinstance(e, SegmentEnd) for e in after_last)
+
+
+async def test_each_request_times_out_after_the_streams_timeout() -> None:
+    async with (
+        pcm_server() as server,
+        FaultProxy(server.url).running(Fault.BLACKHOLE) as proxy,
+        S2Client(proxy.url, read_timeout=60) as client,
+    ):
+        stream = SpeechStream(client, SpeechOptions(voice="ok"), timeout=0.3)
+        with pytest.raises(S2TimeoutError):
+            await speak(stream, "Hello there.")
+        await proxy.wait_until(lambda: proxy.connections == 0)

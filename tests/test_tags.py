@@ -14,6 +14,7 @@ from s2_plugin.tags import (
     apply_style,
     find_tags,
     has_speech,
+    mask,
     repair,
     speaker_of,
     speaker_tag,
@@ -22,6 +23,7 @@ from s2_plugin.tags import (
     strip_tags,
     style_cue,
     turns,
+    unmask,
     validate,
 )
 
@@ -191,3 +193,31 @@ def test_turns_cut_text_at_speaker_tags() -> None:
 
 def test_strip_speakers_keeps_the_other_tags() -> None:
     assert strip_speakers("<|speaker:1|> [laugh] Hi <|speaker:0|>  there.") == "[laugh] Hi there."
+
+
+def test_phoneme_markup_is_speech_shown_as_its_word() -> None:
+    met = "<|phoneme_start|>Metformin|M EH0 T F AO1 R M IH0 N<|phoneme_end|>"
+    text = f"[calm] Take {met}, twice."
+    validate(text)
+    assert strip_tags(text) == "Take Metformin, twice."
+    assert has_speech(met) and has_speech("<|phoneme_start|>R EH1 D<|phoneme_end|>")
+    assert [t.is_phonemes for t in find_tags(text)] == [False, True]
+    assert apply_style(met, "calm") == f"[calm] {met}"
+
+
+def test_repair_drops_unreadable_markup_and_keeps_its_word() -> None:
+    bad = "a <|phoneme_start|>Read|r eh1 d<|phoneme_end|> b <|phoneme_start|>oops"
+    assert repair(bad) == "a Read b oops"
+    good = "a <|phoneme_start|>Read|R EH1 D<|phoneme_end|>."
+    assert repair(good) == good
+
+
+def test_masked_tags_survive_a_transform_and_come_back() -> None:
+    text = "<|speaker:1|> Call 555 [whisper] now. <|phoneme_start|>R EH1 D<|phoneme_end|> 2"
+    masked, found = mask(text)
+    assert not find_tags(masked) and len(found) == 3 and "speaker" not in masked
+    assert unmask(masked.replace("555", "five five five").replace("2", "two"), found) == (
+        "<|speaker:1|> Call five five five [whisper] now. "
+        "<|phoneme_start|>R EH1 D<|phoneme_end|> two"
+    )
+    assert unmask("\ue005 kept", found) == "\ue005 kept"  # not one of ours

@@ -15,22 +15,30 @@ from typing import Any
 
 import aiohttp
 from loguru import logger
-from pipecat.frames.frames import CancelFrame, ErrorFrame, Frame, StartFrame, TTSAudioRawFrame
+from pipecat.frames.frames import CancelFrame, Frame, StartFrame, TTSAudioRawFrame
 from pipecat.processors.frameworks.rtvi import BotOutputTransformResult
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
+from pipecat.utils.errors import ErrorCategory
+from pipecat.utils.text.base_text_aggregator import TextType
+from pipecat.utils.text.phonemes import ipa_phones, normalize_ipa
+from pipecat.utils.text.transforms.text_transform import TextTransform
 from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import NOT_GIVEN, NotGiven, assert_given
 
-from s2_plugin.client import S2Client, S2Error
+from s2_plugin import phonemes
+from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2UnreachableError
 from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
+from s2_plugin.registrar import Registrar, voice_name
 from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SpeechOptions, SpeechStream
-from s2_plugin.tags import strip_tags
-from s2_plugin.timing import WordClock
-from s2_plugin.voices import Voices
+from s2_plugin.tags import mask, strip_tags, unmask
+from s2_plugin.timing import Pace, WordClock
 
 __all__ = ["S2TTSService", "S2TTSSettings", "without_tags"]
+
+_WATCH_INTERVAL_S = 1.0
+"""How often a service that found no sidecar asks whether it is back."""
 
 
 @dataclass
@@ -108,19 +116,23 @@ class S2TTSService(TTSService):
     segment ends. Each reply is one audio context: one ``TTSStartedFrame``, its audio, one
     ``TTSStoppedFrame``.
 
-    Words are timed from each segment's audio (`s2_plugin.timing`) and reported with
-    ``add_word_timestamps``, as Pipecat's word-timestamp services do: each word's
-    ``TTSTextFrame`` carries the time it is heard, so the output transport releases it in
-    step with the voice, and after an interruption the assistant's context holds the words
-    played. The text is the LLM's own, inline tags (``[whisper]``, ``<|speaker:1|>``)
-    included: the LLM sees how it spoke and, with a cast, who said what. Clients see the
-    words without tags through `without_tags`, an RTVI ``bot_output_transforms`` entry.
+    Words are timed from the audio as it arrives (`s2_plugin.timing.WordClock`) and
+    reported with ``add_word_timestamps`` before the audio that speaks them, as Pipecat's
+    word-timestamp services do: each word's ``TTSTextFrame`` carries the time it is heard,
+    so the output transport releases it in step with the voice, and after an interruption
+    the assistant's context holds the words played. The text is the LLM's own, inline tags
+    (``[whisper]``, ``<|speaker:1|>``) included: the LLM sees how it spoke and, with a cast,
+    who said what. Clients see the words without tags through `without_tags`, an RTVI
+    ``bot_output_transforms`` entry.
 
     On an interruption the reply's open requests are closed, which makes the sidecar stop
     generating; an uninterruptible ``TTSSpeakFrame`` keeps playing. A failed request becomes
-    an ``ErrorFrame`` upstream that says why, and the service carries on with the next reply;
-    a reply that played nothing also counts towards Pipecat's detection of a dead service
-    (``max_consecutive_zero_audio_contexts``), so a ``ServiceSwitcher`` can fail over.
+    an ``ErrorFrame`` upstream that says why, and the service carries on with the next reply.
+    A sidecar that cannot be reached at all (nothing listens) is reported as Pipecat's
+    services report a lost connection that will not come back by itself: the error leaves the
+    service unusable (``is_usable`` False), so a ``ServiceSwitcher`` with the failover strategy
+    moves to its next service on that first reply. The service then watches the sidecar and
+    makes itself usable again as soon as it answers.
 
     Example::
 
@@ -183,6 +195,12 @@ class S2TTSService(TTSService):
                   off a slow first audio (a cold GPU, a queue); a request this slow fails with
                   its own, clearer, read-timeout error first.
 
+                - ``text_transforms`` (Pipecat's ``VoiceFormatter``, a
+                  ``pronunciation_transform_ipa``) run on each segment just before it is
+                  sent, where words are whole, rather than on each LLM token. S2 reads
+                  pronunciations (`format_pronunciation`) on every engine, so
+                  ``supports_pronunciations`` stays true.
+
         Raises:
             TypeError: For an argument `TTSService` does not take, or one this service sets
                 itself (how text is aggregated and how text frames are pushed).
@@ -199,12 +217,13 @@ class S2TTSService(TTSService):
             )
         members = list(cast or ())
         persona = persona if persona is not None else (members[0] if members else None)
-        self._voices = Voices([persona, *members] if persona is not None else members, _warn)
-        self._cast = tuple(validate_cast([_name(p) for p in members])) if members else ()
+        voices = [persona, *members] if persona is not None else members
+        self._registrar = Registrar(voices, _warn)
+        self._cast = tuple(validate_cast([voice_name(p) for p in members])) if members else ()
         _unset: dict[str, Any] = dict.fromkeys(SPEECH_SETTINGS)
         default_settings = self.Settings(
             model=None,
-            voice=_name(persona) if persona is not None else DEFAULT_VOICE,
+            voice=voice_name(persona) if persona is not None else DEFAULT_VOICE,
             language=None,
             **_unset,
         )
@@ -212,6 +231,11 @@ class S2TTSService(TTSService):
         if settings is not None:
             default_settings.apply_update(settings)
 
+        # Applied per segment (`_transform`), where words are whole; Pipecat's own place for
+        # them, in token mode, is every LLM token ("Met" + "formin").
+        self._segment_transforms: list[tuple[TextType | str, TextTransform]] = list(
+            kwargs.pop("text_transforms", None) or []
+        )
         kwargs.setdefault("stop_frame_timeout_s", read_timeout + 2.0)
         super().__init__(
             text_aggregation_mode=TextAggregationMode.TOKEN,
@@ -226,6 +250,8 @@ class S2TTSService(TTSService):
             base_url, api_key=api_key, session=aiohttp_session, read_timeout=read_timeout
         )
         self._ahead = ahead
+        self._watch: asyncio.Task[None] | None = None
+        self._pace = Pace()  # the voice's pace, learned over replies, times words ahead
         self._replies: dict[str, _Reply] = {}
         # Contexts that end with a flush_audio (LLM turns, speak frames); text outside them
         # (a bare TextFrame) is spoken whole at once.
@@ -239,6 +265,80 @@ class S2TTSService(TTSService):
             TTFA and usage are reported.
         """
         return True
+
+    @classmethod
+    def format_pronunciation(cls, word: str, ipa: str) -> str | None:
+        """Render a word's IPA as S2's phoneme markup: CMU Arpabet with stress.
+
+        Pipecat's IPA parser splits the phones; the core writes them as Arpabet, one markup
+        per IPA word, the first keeping ``word`` so transcripts and captions show the word.
+
+        Args:
+            word: The word as it appears in the text.
+            ipa: How to pronounce it, in IPA, e.g. ``"ɹɛd"``.
+
+        Returns:
+            The markup, or None when Arpabet has no symbol for one of its phones (a
+            glottal stop, a nasal vowel): Pipecat then says the word as written.
+        """
+        arpabet = [phonemes.arpabet_from_phones(ipa_phones(w)) for w in normalize_ipa(ipa).split()]
+        if not arpabet or None in arpabet:
+            return None
+        return phonemes.markups(word, [a for a in arpabet if a is not None])
+
+    def add_text_transformer(
+        self,
+        transform_function: TextTransform,
+        text_type: TextType | str = "*",
+        *,
+        aggregation_type: TextType | str | None = None,
+    ) -> None:
+        """Transform each segment's text just before it is sent (see ``text_transforms``).
+
+        Args:
+            transform_function: ``async (text, text_type) -> text``.
+            text_type: ``"*"`` or ``"sentence"``: segments are sentence-like.
+            aggregation_type: Deprecated name of ``text_type``.
+        """
+        self._segment_transforms.append((aggregation_type or text_type, transform_function))
+
+    def remove_text_transformer(
+        self,
+        transform_function: TextTransform,
+        text_type: TextType | str = "*",
+        *,
+        aggregation_type: TextType | str | None = None,
+    ) -> None:
+        """Remove a transform added with ``text_transforms`` or `add_text_transformer`.
+
+        Args:
+            transform_function: The transform to remove.
+            text_type: The type it was registered for.
+            aggregation_type: Deprecated name of ``text_type``.
+        """
+        kind = aggregation_type or text_type
+        self._segment_transforms = [
+            t for t in self._segment_transforms if t != (kind, transform_function)
+        ]
+
+    async def _transform(self, text: str) -> str:
+        """A segment's text through the text transforms, in order, as Pipecat runs them;
+        its tags are hidden from them (`tags.mask`), so none is rewritten."""
+        masked, found = mask(text)
+        for kind, transform in self._segment_transforms:
+            if kind in ("*", TextType.SENTENCE):
+                masked = await transform(masked, TextType.SENTENCE)
+        return unmask(masked, found)
+
+    @property
+    def supports_processing_metrics(self) -> bool:
+        """Whether this service has a meaningful processing-time metric.
+
+        False: ``run_tts`` hands the text to the reply's stream and returns; the audio comes
+        from the reply's playing task, so the measured window holds no synthesis (as for
+        Pipecat's own services that receive audio elsewhere). TTFB and TTFA carry the latency.
+        """
+        return False
 
     async def start(self, frame: StartFrame) -> None:
         """Start the service and register its persona in the background.
@@ -257,21 +357,23 @@ class S2TTSService(TTSService):
         """
         await super().cancel(frame)
         await self._close_all()
+        await self._stop_watching()
 
     async def cleanup(self) -> None:
         """Close every open request and the sidecar connections."""
         await super().cleanup()
         await self._close_all()
-        await self._voices.aclose()
+        await self._stop_watching()
+        await self._registrar.aclose()
         await self._client.aclose()
 
     async def _register_personas(self) -> None:
         """Upload the personas early, so the first reply doesn't wait for them."""
         try:
-            await self._voices.ensure(self._client)
+            await self._registrar.ensure(self._client)
         except S2Error as e:
             # Each reply retries and reports what still fails, as an ErrorFrame.
-            logger.warning(f"{self}: cannot register persona {self._voices.failed!r} yet: {e}")
+            logger.warning(f"{self}: cannot register persona {self._registrar.failed!r} yet: {e}")
 
     def _speech_options(self) -> SpeechOptions:
         """The current settings as request fields; read for every segment."""
@@ -316,32 +418,78 @@ class S2TTSService(TTSService):
             context_id: The audio context (one per reply).
 
         Yields:
-            None, or an ``ErrorFrame`` when the reply cannot start.
+            None (a reply that cannot start pushes its error upstream).
         """
         reply = self._replies.get(context_id)
         if reply is None:
             reply = self._replies[context_id] = _Reply(context_id)
-            error = await self._open(reply)
-            if error:
-                yield ErrorFrame(error)
+            await self._open(reply)
         if reply.stream is not None and not reply.finished:
             reply.stream.push_text(text)
         if context_id not in self._turns:
             await self.flush_audio(context_id)
         yield None
 
-    async def _open(self, reply: _Reply) -> str | None:
-        """Start a reply's stream and its playing task; an error message if it can't."""
+    async def _open(self, reply: _Reply) -> None:
+        """Start a reply's stream and its playing task, or report why it can't."""
         try:
-            await self._voices.ensure(self._client)
+            await self._registrar.ensure(self._client)
         except S2Error as e:
             reply.finished = True
-            return f"{self} cannot register persona {self._voices.failed!r}: {e}"
+            await self._report(f"{self} cannot register persona {self._registrar.failed!r}", e)
+            return
         reply.stream = SpeechStream(
-            self._client, self._speech_options, sample_rate=self.sample_rate, ahead=self._ahead
+            self._client,
+            self._speech_options,
+            sample_rate=self.sample_rate,
+            ahead=self._ahead,
+            transform=self._transform,
         )
         reply.task = self.create_task(self._play(reply), name=f"{self}::play")
-        return None
+
+    async def _report(self, message: str, error: S2Error | ValueError) -> None:
+        """Push an error upstream; one that finds no sidecar at all makes the service unusable.
+
+        As Pipecat's connection-holding services do when a connection is lost for good
+        (``WebsocketService`` after its reconnects fail): ``force_treat_as_permanent``, which
+        is what a ``ServiceSwitcher``'s failover strategy switches on. A sidecar that answers
+        but fails a request leaves the service usable; the next reply tries again.
+        """
+        unreachable = isinstance(error, S2UnreachableError)
+        await self.push_error(
+            error_msg=f"{message}: {error}", exception=error, force_treat_as_permanent=unreachable
+        )
+        if unreachable and (self._watch is None or self._watch.done()):
+            self._watch = self.create_task(self._wait_for_sidecar(), name=f"{self}::watch")
+
+    async def _wait_for_sidecar(self) -> None:
+        """Make the service usable again once the sidecar answers, asked every second."""
+        while True:
+            await asyncio.sleep(_WATCH_INTERVAL_S)
+            try:
+                await self._client.health(timeout=_WATCH_INTERVAL_S)
+            except S2Error:
+                continue
+            break
+        logger.info(f"{self}: the sidecar at {self._client.base_url} answers again")
+        await self.set_usable(True)
+
+    async def _stop_watching(self) -> None:
+        if self._watch is not None:
+            await self.cancel_task(self._watch)
+            self._watch = None
+
+    def _classify_error(self, exception: Exception) -> ErrorCategory | None:
+        """A connection that failed or timed out is connectivity; statuses go by their code.
+
+        Args:
+            exception: The error being reported.
+
+        Returns:
+            ``CONNECTIVITY`` for the client's connection errors, else None (Pipecat's
+            classification by HTTP status).
+        """
+        return ErrorCategory.CONNECTIVITY if isinstance(exception, S2ConnectionError) else None
 
     async def flush_audio(self, context_id: str | None = None) -> None:
         """End a reply's text: the segmenter sends what it still holds.
@@ -360,19 +508,19 @@ class S2TTSService(TTSService):
             reply.stream.end_input()
 
     async def _play(self, reply: _Reply) -> None:
-        """Append a reply's audio to its context in order, each segment's timed words after it."""
+        """Append a reply's audio to its context in order, each word before the audio of it."""
         assert reply.stream is not None
         context_id = reply.context_id
-        clock = WordClock(self.sample_rate)
+        clock = WordClock(self.sample_rate, self._pace)
         try:
             async for event in reply.stream:
+                if words := clock.feed(event):
+                    await self.add_word_timestamps([(w.word, w.start_s) for w in words], context_id)
                 if isinstance(event, AudioChunk):
                     frame = TTSAudioRawFrame(event.pcm, self.sample_rate, 1, context_id=context_id)
                     await self.append_to_audio_context(context_id, frame)
-                if words := clock.feed(event):
-                    await self.add_word_timestamps([(w.word, w.start_s) for w in words], context_id)
         except (S2Error, ValueError) as e:
-            await self.push_error(error_msg=f"{self} speech request failed: {e}", exception=e)
+            await self._report(f"{self} speech request failed", e)
         reply.finished = True
         if reply.input_ended:
             await self._end_reply(reply)
@@ -441,10 +589,6 @@ async def without_tags(
         accumulated_text=None if accumulated_text is None else strip_tags(accumulated_text),
         remaining_text=None if remaining_text is None else strip_tags(remaining_text),
     )
-
-
-def _name(persona: str | Persona) -> str:
-    return persona if isinstance(persona, str) else persona.name
 
 
 def _warn(message: str) -> None:

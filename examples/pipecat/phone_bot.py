@@ -42,6 +42,7 @@ from pipecat.transports.websocket.fastapi import (
     FastAPIWebsocketParams,
     FastAPIWebsocketTransport,
 )
+from pipecat.utils.text.transforms.voice_formatter import VoiceFormatter
 from pipecat.workers.runner import WorkerRunner
 from pipecat_s2 import S2TTSService
 
@@ -97,6 +98,9 @@ def create_app(
             base_url=s2_url or os.environ.get("S2_SIDECAR_URL", DEFAULT_URL),
             persona=persona or os.environ.get("S2_PERSONA", "joe"),
             api_key=os.environ.get("S2_SIDECAR_API_KEY"),
+            # Prices, phone numbers, e-mail and numbers in words, per segment and tag-safe
+            # (docs/pronunciation.md); add S2TTSService.pronunciation_transform_ipa last.
+            text_transforms=[("*", VoiceFormatter(expand_numbers=True, number_digit_cutoff=9999))],
         )
         await run_call(websocket, stt, llm, tts)
 

@@ -16,13 +16,14 @@ from s2_plugin.protocol import (
     VOICES_PATH,
     Health,
 )
-from s2_sidecar import persona_routes, studio
+from s2_sidecar import persona_routes, pronunciation_routes, studio
 from s2_sidecar.admission import Admission
 from s2_sidecar.bodies import model_response
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.metrics import CONTENT_TYPE, Metrics
 from s2_sidecar.middleware import api_key as api_key_middleware
 from s2_sidecar.middleware import errors
+from s2_sidecar.pronunciations import Pronunciations
 from s2_sidecar.settings import Settings
 from s2_sidecar.speech import speech
 from s2_sidecar.state import (
@@ -31,6 +32,7 @@ from s2_sidecar.state import (
     BACKGROUND,
     ENGINE,
     METRICS,
+    PRONUNCIATIONS,
     REGISTER_LOCK,
     SETTINGS,
     STORE,
@@ -77,6 +79,7 @@ def create_app(
     )
     app[BACKGROUND] = Background()
     app[REGISTER_LOCK] = asyncio.Lock()
+    app[PRONUNCIATIONS] = Pronunciations(store.root)
     app.add_routes(
         [
             web.post(SPEECH_PATH, speech),
@@ -87,6 +90,11 @@ def create_app(
             web.get(MODELS_PATH, list_models),
             web.get(HEALTH_PATH, health),
             web.get(METRICS_PATH, metrics_text),
+            web.get(pronunciation_routes.PATH, pronunciation_routes.get_pronunciations),
+            web.put(pronunciation_routes.PATH, pronunciation_routes.put_pronunciations),
+            web.put(
+                pronunciation_routes.PATH + "/{persona}", pronunciation_routes.put_pronunciations
+            ),
         ]
     )
     studio.add_routes(app)

@@ -16,6 +16,7 @@ from pathlib import Path
 from s2_plugin.audio import duration_s
 from s2_plugin.client import S2Client, S2Error, S2StatusError
 from s2_plugin.personas import Persona, PersonaError, load_personas
+from s2_plugin.phonemes import PhonemeError
 from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, DEFAULT_VOICE, SAMPLE_RATE
 from s2_plugin.script import narrate, parse, parts
 from s2_sidecar import benchmark, doctor, outputs, voices
@@ -26,6 +27,7 @@ from s2_sidecar.engines.sglang_process import MODEL_PATH, Launch
 from s2_sidecar.errors import SidecarError
 from s2_sidecar.httpserver import serve
 from s2_sidecar.metrics import Metrics
+from s2_sidecar.pronunciations import Pronunciations
 from s2_sidecar.settings import Settings
 from s2_sidecar.store import VOICE_EXISTS, PersonaStore
 
@@ -92,6 +94,9 @@ def _serve_arguments(serve: argparse.ArgumentParser) -> None:
         help="auto (default): S2 on SGLang-Omni where a GPU and the package exist, else preview",
     )
     serve.add_argument("--personas", type=Path, help="personas TOML file to register at start")
+    serve.add_argument(
+        "--pronunciations", type=Path, help="pronunciations TOML file to load at start"
+    )
     serve.add_argument("--store", type=Path, default=default_store(), help="persona directory")
     serve.add_argument(
         "--api-key",
@@ -197,7 +202,9 @@ def _say_arguments(say: argparse.ArgumentParser) -> None:
 
 
 def _narrate_arguments(narrate: argparse.ArgumentParser) -> None:
-    narrate.add_argument("script", type=Path, help="lines like 'AVA: Hello.', one per turn")
+    narrate.add_argument(
+        "script", type=Path, help="lines like 'AVA: Hello.', or S2's '<|speaker:0|> Hello.'"
+    )
     narrate.add_argument("--cast", required=True, help="personas, speaker 0 first: ava,ben")
     narrate.add_argument("-o", "--output", type=Path, default=Path("story.wav"), help=_FORMATS_HELP)
     narrate.add_argument("--seed", type=int, default=None)
@@ -225,6 +232,11 @@ def _serve(args: argparse.Namespace) -> int:
             store.register(
                 persona.name, persona.clip_bytes(), persona.transcript, persona.style, replace=True
             )
+    if args.pronunciations:
+        try:
+            Pronunciations(store.root).load_file(args.pronunciations)
+        except PhonemeError as e:
+            raise UsageError(str(e)) from e
     engine = _make_engine(args, metrics)
     if not engine.preview:  # S2 without a reference speaks in a new random voice each time
         voices.ensure_default(store)

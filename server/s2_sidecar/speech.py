@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator
 from aiohttp import web
 from pydantic import ValidationError
 
-from s2_plugin import segment, tags
+from s2_plugin import phonemes, script, segment, tags
 from s2_plugin.audio import duration_s
 from s2_plugin.protocol import (
     DEFAULT_VOICE,
@@ -42,7 +42,16 @@ from s2_sidecar.encoders import Encoder
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.errors import BadRequest, NotFound, TooLarge, Unavailable
 from s2_sidecar.references import carries_reference, inline_reference
-from s2_sidecar.state import ADMISSION, ALIASES, ENGINE, METRICS, SETTINGS, STORE, STREAMS
+from s2_sidecar.state import (
+    ADMISSION,
+    ALIASES,
+    ENGINE,
+    METRICS,
+    PRONUNCIATIONS,
+    SETTINGS,
+    STORE,
+    STREAMS,
+)
 from s2_sidecar.store import StoredPersona
 
 log = logging.getLogger(__name__)
@@ -63,13 +72,16 @@ async def speech(request: web.Request) -> web.StreamResponse:
         raise BadRequest(str(e), "invalid_due_in") from e
     req = await _speech_request(request)
     engine = app[ENGINE]
-    texts = segment.split(req.input, engine.max_text_chars)
     persona: StoredPersona | None
     if req.cast:
         persona = cast.resolve(app[STORE], req.cast)
-        parts = [cast.speaker_text(t, persona, req) for t in texts]
+        # A `NAME: line` script as S2's own form; each turn with its speaker's lexicon.
+        text = app[PRONUNCIATIONS].apply(script.tagged(req.input, req.cast), req.cast)
+        parts = [cast.speaker_text(t, persona, req) for t in _texts(text, engine)]
     else:
         persona = await _persona(app, req)
+        voice = persona.name if persona is not None else app[ALIASES].get(req.voice, req.voice)
+        texts = _texts(app[PRONUNCIATIONS].apply(req.input, [voice]), engine)
         style = req.style_tag
         if style is None and persona is not None:
             style = persona.info.style
@@ -81,6 +93,12 @@ async def speech(request: web.Request) -> web.StreamResponse:
         raise BadRequest(str(e), "invalid_sample_rate") from e
     async with app[ADMISSION].slot(due_in):
         return await _respond(request, parts, persona, req, encoder)
+
+
+def _texts(text: str, engine: Engine) -> list[str]:
+    """`text` cut into the engine's generations, its phoneme markup as S2 reads it (the words
+    it keeps, for transcripts, dropped)."""
+    return [phonemes.to_s2(t) for t in segment.split(text, engine.max_text_chars)]
 
 
 async def _speech_request(request: web.Request) -> SpeechRequest:

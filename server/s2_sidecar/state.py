@@ -10,6 +10,7 @@ from aiohttp import web
 from s2_sidecar.admission import Admission
 from s2_sidecar.engines.base import Engine
 from s2_sidecar.metrics import Metrics
+from s2_sidecar.pronunciations import Pronunciations
 from s2_sidecar.settings import Settings
 from s2_sidecar.store import PersonaStore
 from s2_sidecar.tasks import Background
@@ -32,3 +33,4 @@ ADMISSION = web.AppKey("admission", Admission)
 BACKGROUND = web.AppKey("background", Background)
 REGISTER_LOCK = web.AppKey("register_lock", asyncio.Lock)
 STREAMS = web.AppKey("streams", Streams)
+PRONUNCIATIONS = web.AppKey("pronunciations", Pronunciations)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, get_args
@@ -20,7 +19,6 @@ from typing import Any, get_args
 import aiohttp
 import pytest
 import pytest_asyncio
-from livekit import rtc
 from livekit.agents import (
     Agent,
     AgentSession,
@@ -33,10 +31,10 @@ from livekit.agents import (
     tts,
 )
 from livekit.agents.types import USERDATA_TIMED_TRANSCRIPT
-from livekit.agents.voice import io
 from livekit.plugins import s2
 from s2_sidecar.clips import pitch_hz
 from support.cast import plain, who
+from support.livekit_audio import RATE, CaptureAudioOutput
 from support.pcm_server import pcm_server
 from support.proxy import RecordingProxy
 from support.sidecar import ROOT, SidecarProcess, free_port
@@ -51,52 +49,10 @@ from s2_plugin.segment import Segmenter
 from s2_plugin.stream import SPEECH_SETTINGS
 from s2_plugin.tags import strip_tags
 
-RATE = 24000
 MAX_WER = 0.4
 """The preview voice is deterministic; measured (3 runs under load, identical each time):
 0.08 (say), 0.20 (streamed reply), 0.15 (chunked). The worst plus 0.2."""
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
-
-
-class CaptureAudioOutput(io.AudioOutput):
-    """An audio sink that keeps every frame and "plays" it the moment it is flushed."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            label="capture",
-            capabilities=io.AudioOutputCapabilities(pause=False),
-            sample_rate=RATE,
-        )
-        self.frames: list[rtc.AudioFrame] = []
-        self.first_frame = asyncio.Event()
-        self.first_words = asyncio.Event()
-        self._pushed = 0.0
-
-    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
-        await super().capture_frame(frame)
-        if not self._pushed:
-            self.on_playback_started(created_at=time.time())
-        self._pushed += frame.duration
-        self.frames.append(frame)
-        self.first_frame.set()
-        if frame.userdata.get(USERDATA_TIMED_TRANSCRIPT):
-            self.first_words.set()
-
-    def flush(self) -> None:
-        super().flush()
-        self._finish(interrupted=False)
-
-    def clear_buffer(self) -> None:
-        self._finish(interrupted=True)
-
-    def _finish(self, *, interrupted: bool) -> None:
-        if self._pushed:
-            self.on_playback_finished(playback_position=self._pushed, interrupted=interrupted)
-            self._pushed = 0.0
-
-    def pcm(self) -> bytes:
-        assert {(f.sample_rate, f.num_channels) for f in self.frames} == {(RATE, 1)}
-        return b"".join(bytes(f.data) for f in self.frames)
 
 
 class ScriptedLLM(llm.LLM):
@@ -343,13 +299,14 @@ async def test_metrics_say_how_the_first_request_got_its_connection(
     ):
         voice.on("metrics_collected", metrics.append)
         await _speak(voice, NO_RETRY, streamed=streamed)
-    # Pooled: the health check's connection, then the first reply's, are kept for the next.
+    # Pooled: the first reply opens its connection (the engine check, beside it, its own),
+    # and the next reply reuses one.
     async with s2.TTS(persona=sidecar.persona, base_url=sidecar.url) as voice:
         voice.on("metrics_collected", metrics.append)
         for _ in range(2):
             await _speak(voice, NO_RETRY, streamed=streamed)
 
-    assert [m.connection_reused for m in metrics] == [False, True, True]
+    assert [m.connection_reused for m in metrics] == [False, False, True]
     assert all(m.acquire_time > 0 for m in metrics)
     assert {m.streamed for m in metrics} == {streamed}
 
@@ -405,15 +362,17 @@ async def _speak(voice: s2.TTS, conn_options: APIConnectOptions, *, streamed: bo
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_sidecar_down_is_a_connection_error_retried(streamed: bool) -> None:
+async def test_sidecar_down_is_a_connection_error_not_retried(streamed: bool) -> None:
+    # Nothing listens: retrying at once would only delay a FallbackAdapter's failover.
     options = APIConnectOptions(max_retry=2, retry_interval=0.0, timeout=2.0)
     async with s2.TTS(base_url=f"http://127.0.0.1:{free_port()}") as voice:
         errors = _errors(voice)
         with pytest.raises(APIConnectionError) as caught:
             await _speak(voice, options, streamed=streamed)
     assert not isinstance(caught.value, APITimeoutError)
+    assert not caught.value.retryable
     assert "cannot reach the S2 sidecar" in str(caught.value)
-    assert [e.recoverable for e in errors] == [True, True, False]
+    assert [e.recoverable for e in errors] == [False]
 
 
 @pytest.mark.parametrize("streamed", [False, True])

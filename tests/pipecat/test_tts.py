@@ -28,7 +28,7 @@ from pipecat.frames.frames import (
     TTSTextFrame,
     TTSUpdateSettingsFrame,
 )
-from pipecat.metrics.metrics import TTFBMetricsData
+from pipecat.metrics.metrics import ProcessingMetricsData, TTFBMetricsData
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.service_switcher import ServiceSwitcher, ServiceSwitcherStrategyFailover
 from pipecat.pipeline.worker import PipelineParams
@@ -36,18 +36,21 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
 from pipecat.processors.frameworks.rtvi import RTVIObserver, RTVIObserverParams, RTVIProcessor
 from pipecat.tests.utils import run_test
+from pipecat.utils.errors import ErrorCategory
 from pipecat_s2 import S2TTSService, without_tags
 from support.changes import Changes
 from support.pcm_server import pcm_server
 from support.pipeline import ScriptRun, Speaker, spoken_segments
-from support.proxy import RecordingProxy
+from support.proxy import Fault, FaultProxy, RecordingProxy
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
 from support.speech import transcribe, wer
 
 from s2_plugin.personas import load_personas
 from s2_plugin.protocol import SAMPLE_RATE
+from s2_plugin.segment import Segmenter
 from s2_plugin.stream import SPEECH_SETTINGS
 from s2_plugin.tags import strip_tags
+from s2_plugin.timing import speech_span
 
 MAX_WER = 0.45
 """The preview voice is deterministic, so each test's word error is one number; measured (3
@@ -91,6 +94,11 @@ def errors(frames: Sequence[Frame]) -> list[str]:
     return [f.error for f in frames if isinstance(f, ErrorFrame)]
 
 
+def _segments(text: str) -> list[str]:
+    segmenter = Segmenter()
+    return [s.text for s in segmenter.push(text) + segmenter.flush()]
+
+
 def index(frames: Sequence[Frame], kind: type[Frame], last: bool = False) -> int:
     found = [i for i, f in enumerate(frames) if isinstance(f, kind)]
     assert found, f"no {kind.__name__} in {[type(f).__name__ for f in frames]}"
@@ -109,17 +117,28 @@ async def test_frames_are_ordered_and_the_words_are_heard(sidecar: SidecarProces
     assert started < first_audio and last_audio < stopped < index(down, LLMFullResponseEndFrame)
     assert all(f.sample_rate == 16000 for f in down if isinstance(f, TTSAudioRawFrame))
 
-    # One TTSTextFrame per word, the reply's words in order; each segment's words come
-    # after its audio, timed (PTS) to when they are heard: the last word is heard well into
-    # the reply, not at the start of its segment.
+    # One TTSTextFrame per word, the reply's words in order, timed (PTS) to when they are
+    # heard: the last word is heard well into the reply, not at the start of its segment.
     assert texts(down) == REPLY.split()
-    segments = spoken_segments(down)
+    segments = spoken_segments(down, _segments(REPLY))
     assert len(segments) >= 3 and all(words and pcm for words, pcm in segments)
     pts = [f.pts for f in down if isinstance(f, TTSTextFrame)]
     assert all(p is not None for p in pts) and pts == sorted(pts)
     heard_s = (pts[-1] - pts[0]) / 1e9
     played_s = len(audio(down)) / 2 / 16000
     assert 0.7 * played_s < heard_s < played_s, (heard_s, played_s)
+
+    # Each word leaves the TTS no later than the audio that speaks it: the audio out before a
+    # word's frame ends before the word's time (counted from the first word, which comes
+    # before any audio and is heard at the speech onset).
+    onset_s = speech_span(audio(down), 16000)[0]
+    out_s, late = 0.0, []
+    for f in down:
+        if isinstance(f, TTSAudioRawFrame):
+            out_s += len(f.audio) / 2 / 16000
+        elif isinstance(f, TTSTextFrame) and f.pts is not None:
+            late += [(f.text, out_s)] if out_s > (f.pts - pts[0]) / 1e9 + onset_s + 0.011 else []
+    assert late == [], late
 
     # One TTFB for the reply, as Pipecat's services report it (not one per segment request).
     # (Pipecat also reports a 0.0 for every processor when the pipeline starts.)
@@ -144,12 +163,14 @@ async def test_every_sample_the_sidecar_sent_is_resampled_once(
     assert len(sent) == len(proxy.speech()) >= 3
     assert all(r.complete for r in proxy.speech())
 
-    # Split the audio at each segment's words: every segment has exactly its samples.
+    # Resampled once per segment, each flushed at its end: the reply has, to the sample, the
+    # sum of each segment's samples at the new rate.
     assert all(f.sample_rate == rate for f in down if isinstance(f, TTSAudioRawFrame))
-    got = {" ".join(f.text for f in words): len(pcm) // 2 for words, pcm in spoken_segments(down)}
     expected = {text: (n * rate + SAMPLE_RATE // 2) // SAMPLE_RATE for text, n in sent.items()}
-    assert got == expected
     assert len(audio(down)) // 2 == sum(expected.values())
+    # Each segment's words are those of one request.
+    words = spoken_segments(down, list(sent))
+    assert [" ".join(f.text for f in w) for w, _ in words] == list(sent)
 
 
 async def test_tags_reach_s2_and_the_context_as_written(sidecar: SidecarProcess) -> None:
@@ -321,49 +342,77 @@ async def test_settings_apply_from_the_next_segment(sidecar: SidecarProcess) -> 
     assert " ".join(texts(down)).split() == (first + rest).split()
 
 
-async def test_a_sidecar_that_is_down_is_an_error_per_reply_then_written_off() -> None:
-    tts = S2TTSService(base_url=f"http://127.0.0.1:{free_port()}")
-    frames = [frame for _ in range(3) for frame in llm_reply(REPLY)]
-    down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
-    ours = [e for e in errors(up) if "cannot reach the S2 sidecar" in e]
-    assert len(ours) == 3, errors(up)
-    # Pipecat's own count of silent replies (3 by default) says the service is dead.
-    assert any("3 consecutive TTS contexts completed with no audio" in e for e in errors(up))
-    assert not tts.is_usable
-    assert not audio(down)
-    assert sum(isinstance(f, TTSStoppedFrame) for f in down) == 3
+async def test_a_sidecar_that_is_down_is_written_off_at_once_and_back_when_it_answers(
+    sidecar: SidecarProcess,
+) -> None:
+    async with FaultProxy(sidecar.url).running(Fault.REFUSE) as proxy:
+        tts = S2TTSService(base_url=proxy.url, persona=sidecar.persona)
+        run = ScriptRun(tts, params())
+
+        @tts.event_handler("on_usable_changed")
+        async def _usable(*_: object) -> None:
+            run.changes.changed()
+
+        down, up = await run.script(
+            [
+                *llm_reply(REPLY),
+                lambda: run.until(lambda: not tts.is_usable),
+                lambda: run.seen(TTSStoppedFrame),
+                lambda: proxy.set(Fault.PASS),
+                lambda: run.until(lambda: tts.is_usable),  # it watched the sidecar come back
+                TTSSpeakFrame("Good morning."),
+            ]
+        )
+    # One error, at the first reply, as a lost connection: no silent-reply errors after it.
+    assert len(errors(up)) == 1, errors(up)
+    (error,) = [f for f in up if isinstance(f, ErrorFrame)]
+    assert "cannot reach the S2 sidecar" in error.error
+    assert error.category == ErrorCategory.CONNECTIVITY and error.processor is tts
+    assert texts(down)[-2:] == ["Good", "morning."]
+    assert wer("Good morning.", transcribe(audio(down), 16000)) <= MAX_WER
 
 
-async def test_a_switcher_fails_over_from_a_dead_sidecar(sidecar: SidecarProcess) -> None:
-    dead = S2TTSService(
-        base_url=f"http://127.0.0.1:{free_port()}", max_consecutive_zero_audio_contexts=1
-    )
+async def test_a_switcher_fails_over_from_a_dead_sidecar_at_the_first_reply(
+    sidecar: SidecarProcess,
+) -> None:
+    dead = S2TTSService(base_url=f"http://127.0.0.1:{free_port()}")
     alive = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
     switcher = ServiceSwitcher([dead, alive], strategy_type=ServiceSwitcherStrategyFailover)
     run = ScriptRun(switcher, params())
     down, up = await run.script(
         [
             *llm_reply("Is anyone there?"),
-            lambda: run.until(lambda: not dead.is_usable),
+            lambda: run.until(lambda: switcher.strategy.active_service is alive),
             TTSSpeakFrame("Good morning."),
         ]
     )
-    assert any("cannot reach the S2 sidecar" in e for e in errors(up)), errors(up)
+    # The switcher answered for the error (it moved on), so nothing reached the pipeline.
+    assert errors(up) == []
     assert dead.is_usable is False and alive.is_usable
+    assert switcher.strategy.active_service is alive
     assert texts(down)[-2:] == ["Good", "morning."]
     assert wer("Good morning.", transcribe(audio(down), 16000)) <= MAX_WER
 
 
-async def test_a_persona_that_cannot_be_registered_is_an_error_per_reply() -> None:
+async def test_a_persona_that_cannot_be_registered_for_want_of_a_sidecar_is_one_error() -> None:
     persona = load_personas(PERSONAS_TOML)[0]
     tts = S2TTSService(base_url=f"http://127.0.0.1:{free_port()}", persona=persona)
     frames = [*llm_reply(REPLY), TTSSpeakFrame("Are you there?")]
-    down, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
-    ours = [e for e in errors(up) if "cannot register persona 'joe'" in e]
-    assert len(ours) == 2, errors(up)
-    assert all(e in ours or "completed with no audio" in e for e in errors(up)), errors(up)
-    assert "cannot reach the S2 sidecar" in ours[0]
-    assert sum(isinstance(f, TTSStoppedFrame) for f in down) == 2
+    _, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
+    assert len(errors(up)) == 1, errors(up)
+    assert "cannot register persona 'joe'" in errors(up)[0]
+    assert "cannot reach the S2 sidecar" in errors(up)[0]
+    assert not tts.is_usable
+
+
+async def test_a_sidecar_that_fails_one_request_stays_usable() -> None:
+    async with pcm_server() as server:
+        tts = S2TTSService(base_url=server.url, persona="drop")
+        _, up = await run_test(
+            tts, frames_to_send=[TTSSpeakFrame("Hello there.")], pipeline_params=params()
+        )
+    assert any("speech request failed" in e for e in errors(up)), errors(up)
+    assert tts.is_usable
 
 
 async def test_an_unknown_persona_is_an_error_and_the_next_reply_speaks(
@@ -389,6 +438,22 @@ async def test_a_stalled_sidecar_times_out_with_an_error() -> None:
         )
     assert any("no audio" in e for e in errors(up)), errors(up)
     assert index(down, TTSStartedFrame) < index(down, TTSStoppedFrame)
+    assert tts.is_usable  # a sidecar that answers and stalls once is worth the next reply
+
+
+async def test_processing_time_is_not_reported_for_audio_made_elsewhere(
+    sidecar: SidecarProcess,
+) -> None:
+    # run_tts hands text to the reply's stream and returns; the audio comes from its task.
+    tts = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
+    assert tts.supports_processing_metrics is False
+    down, up = await run_test(
+        tts, frames_to_send=[TTSSpeakFrame("Hello there.")], pipeline_params=params()
+    )
+    assert errors(up) == [] and audio(down)
+    data = [d for f in down if isinstance(f, MetricsFrame) for d in f.data]
+    assert not [d for d in data if isinstance(d, ProcessingMetricsData) and d.value > 0], data
+    assert [d for d in data if isinstance(d, TTFBMetricsData) and d.value > 0]
 
 
 def test_settings_take_the_cores_speech_settings_and_style_works() -> None:

@@ -53,7 +53,10 @@ async def test_every_sentence_is_heard_in_its_speakers_voice(
         frames_to_send=llm_reply(REPLY),
         pipeline_params=PipelineParams(audio_out_sample_rate=RATE),
     )
-    spoken = [(" ".join(f.text for f in words), pcm) for words, pcm in spoken_segments(down)]
+    segments = [s.text for s in expected]
+    spoken = [
+        (" ".join(f.text for f in words), pcm) for words, pcm in spoken_segments(down, segments)
+    ]
     assert [strip_tags(text) for text, _ in spoken] == [strip_tags(s.text) for s in expected]
     # The words keep the speaker tags as the LLM wrote them: its context says who spoke.
     assert speakers(" ".join(text for text, _ in spoken)) == speakers(REPLY)

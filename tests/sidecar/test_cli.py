@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import soundfile as sf
 from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
@@ -128,6 +129,26 @@ def test_narrate_writes_the_story_with_a_progress_bar(
     assert rate == 44100
     reported = float(done.stderr.rsplit(", ", 1)[1].removesuffix(" s\n"))
     assert abs(len(x) / rate - reported) < 0.01  # every sample it received is in the file
+
+
+def test_narrate_reads_s2s_own_script_form_as_the_same_story(
+    cast_sidecar: SidecarProcess, tmp_path: Path
+) -> None:
+    forms = {
+        "names": "AVA: Good evening, and welcome.\nBEN: Thank you, it is good to be here.\n",
+        "tags": "<|speaker:0|> Good evening, and welcome.\n<|speaker:1|> Thank you, it is good"
+        " to be here.\n",
+    }
+    audio = {}
+    for form, text in forms.items():
+        script = tmp_path / f"{form}.txt"
+        script.write_text(text)
+        out = tmp_path / f"{form}.wav"
+        args = ["narrate", str(script), "--cast", "ava,ben", "-o", str(out)]
+        done = cli(*args, "--url", cast_sidecar.url)
+        assert done.returncode == 0, done.stderr
+        audio[form] = sf.read(out, dtype="int16")[0]
+    assert len(audio["names"]) > 44100 and np.array_equal(audio["names"], audio["tags"])
 
 
 def test_narrate_refuses_bad_scripts_and_casts_and_leaves_no_file(

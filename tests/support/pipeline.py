@@ -29,6 +29,7 @@ from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
+from s2_plugin.tags import strip_tags
 from support.changes import Changes
 
 Step = Frame | Callable[[], Awaitable[object]]
@@ -87,6 +88,10 @@ class ScriptRun:
         frames = self.up if upstream else self.down
         await self.until(lambda: sum(isinstance(f, kind) for f in frames) >= count)
 
+    async def queue(self, frame: Frame) -> None:
+        """Queue a frame from inside a step (a step that times what follows it)."""
+        await self._worker.queue_frame(frame)
+
     async def script(self, steps: Sequence[Step]) -> tuple[list[Frame], list[Frame]]:
         """Queue the frames and await the waits in order, then end the pipeline."""
         started = asyncio.Event()
@@ -114,25 +119,27 @@ class ScriptRun:
         return self.down, self.up
 
 
-def spoken_segments(frames: Sequence[Frame]) -> list[tuple[list[TTSTextFrame], bytes]]:
-    """Each segment's word frames with the audio that came before them.
+def spoken_segments(
+    frames: Sequence[Frame], segments: Sequence[str]
+) -> list[tuple[list[TTSTextFrame], bytes]]:
+    """Each of `segments` (the texts the segmenter cut) with its word frames and its audio.
 
-    S2TTSService reports a segment's words once all its audio is out, so a run of audio
-    followed by a run of words is one segment; audio after the last word is its own entry.
+    S2TTSService reports each word before the audio that speaks it, so a segment's audio is
+    what comes between its first word and the next segment's first word (the first segment
+    also takes any audio before its first word).
     """
-    out: list[tuple[list[TTSTextFrame], bytes]] = []
-    words: list[TTSTextFrame] = []
-    pcm = b""
+    sizes = [len(strip_tags(text).split()) for text in segments]
+    out: list[tuple[list[TTSTextFrame], bytes]] = [([], b"") for _ in segments]
+    current, seen = 0, 0
     for frame in frames:
-        if isinstance(frame, TTSAudioRawFrame):
-            if words:
-                out.append((words, pcm))
-                words, pcm = [], b""
-            pcm += frame.audio
-        elif isinstance(frame, TTSTextFrame):
-            words.append(frame)
-    if words or pcm:
-        out.append((words, pcm))
+        if isinstance(frame, TTSTextFrame):
+            if seen == sum(sizes[: current + 1]) and current + 1 < len(segments):
+                current += 1
+            out[current][0].append(frame)
+            seen += 1
+        elif isinstance(frame, TTSAudioRawFrame):
+            words, pcm = out[current]
+            out[current] = (words, pcm + frame.audio)
     return out
 
 

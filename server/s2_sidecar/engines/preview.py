@@ -6,11 +6,17 @@ the voice is resampled by the ratio of the clip's pitch to Piper's (within 0.7-1
 phonemes lengthened by the same ratio, so the rate stays the same. In a cast's combined
 reference every `<|speaker:N|>` turn takes the Nth member's pitch.
 
+Phoneme markup is spoken: its Arpabet goes to Piper as raw espeak phonemes (piper-tts 1.8.0,
+`PiperVoice.phonemize` reads `[[ ... ]]` as phonemes as written), so a pronunciation is heard
+on a CPU as S2 would say it.
+
 It is deterministic: the same text gives the same samples. Piper's VITS graph draws its
 phoneme durations and voice noise from unseeded random ops (`RandomNormalLike`, whose state
 runs on across calls, so no seed repeats a request); with both noise scales at 0 the voice is
 a pure function of the text, which recognisers in CI hear at least as well as the noisy one.
 """
+
+# ruff: noqa: RUF001, RUF002  (espeak phonemes are IPA letters)
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import numpy as np
 import onnxruntime
 from piper import PiperVoice
 
+from s2_plugin import phonemes
 from s2_plugin.audio import StreamResampler, float_to_pcm16
 from s2_plugin.protocol import SAMPLE_RATE, SpeechRequest
 from s2_plugin.tags import strip_tags, turns
@@ -38,6 +45,16 @@ log = logging.getLogger(__name__)
 
 _PIPER_HZ = 90.0
 """Piper joe's median pitch, by `clips.pitch_hz` (examples/personas/joe.wav is that voice)."""
+_ESPEAK = {
+    "AA": "ɑː", "AE": "æ", "AH": "ʌ", "AO": "ɔː", "AW": "aʊ", "AY": "aɪ", "EH": "ɛ", "ER": "ɜː",
+    "EY": "eɪ", "IH": "ɪ", "IY": "iː", "OW": "oʊ", "OY": "ɔɪ", "UH": "ʊ", "UW": "uː",
+    "B": "b", "CH": "tʃ", "D": "d", "DH": "ð", "F": "f", "G": "ɡ", "HH": "h", "JH": "dʒ",
+    "K": "k", "L": "l", "M": "m", "N": "n", "NG": "ŋ", "P": "p", "R": "ɹ", "S": "s", "SH": "ʃ",
+    "T": "t", "TH": "θ", "V": "v", "W": "w", "Y": "j", "Z": "z", "ZH": "ʒ",
+}  # fmt: skip
+"""Arpabet as espeak-ng's en-us writes it (what Piper's voice was trained on)."""
+_ESPEAK_UNSTRESSED = {"AH": "ə", "ER": "ɚ", "IY": "i"}
+_ESPEAK_STRESS = {"1": "ˈ", "2": "ˌ"}  # espeak puts the mark right before the vowel
 _PITCH_LIMITS = (0.7, 1.5)
 """Beyond these the resampled voice turns to a chipmunk or a drone and loses its words."""
 
@@ -92,14 +109,14 @@ class PreviewEngine:
         loop = asyncio.get_running_loop()
         for speaker, words in turns(text) or [(0, text)]:
             ratio = self._ratio(members[speaker]) if speaker < len(members) else 1.0
-            sentences = await loop.run_in_executor(self._pool, voice.phonemize, strip_tags(words))
+            sentences = await loop.run_in_executor(self._pool, voice.phonemize, _piper_text(words))
             resampler = StreamResampler(round(voice.config.sample_rate * ratio), SAMPLE_RATE)
-            for phonemes in sentences:
-                if not phonemes:
+            for sentence in sentences:
+                if not sentence:
                     continue
                 run = onnxruntime.RunOptions()
                 job = loop.run_in_executor(
-                    self._pool, self._synthesize, voice, phonemes, ratio, run
+                    self._pool, self._synthesize, voice, sentence, ratio, run
                 )
                 try:
                     audio = await job
@@ -141,3 +158,25 @@ class PreviewEngine:
             return float_to_pcm16(audio / peak)  # Piper's own default: peak-normalised
         finally:
             self.metrics.engine_busy.dec()
+
+
+def _piper_text(text: str) -> str:
+    """`text` for Piper: tags removed, each phoneme markup as raw phonemes `[[ ... ]]`."""
+    out: list[str] = []
+    last = 0
+    for m in phonemes.MARKUP_RE.finditer(text):
+        arpabet = m.group(1).rpartition("|")[2]
+        out += [strip_tags(text[last : m.start()]), f"[[ {_espeak(arpabet)} ]]"]
+        last = m.end()
+    out.append(strip_tags(text[last:]))
+    return " ".join(part for part in out if part)
+
+
+def _espeak(arpabet: str) -> str:
+    """Checked Arpabet as espeak phonemes: 'R EH1 D' -> 'ɹˈɛd'."""
+    out = []
+    for symbol in arpabet.split():
+        base, digit = (symbol[:-1], symbol[-1]) if symbol[-1].isdigit() else (symbol, "")
+        ipa = _ESPEAK_UNSTRESSED.get(base, _ESPEAK[base]) if digit == "0" else _ESPEAK[base]
+        out.append(_ESPEAK_STRESS.get(digit, "") + ipa)
+    return "".join(out)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -32,12 +32,13 @@ from livekit.agents.utils import is_given
 
 from s2_plugin.audio import check_rate
 from s2_plugin.client import S2Client, S2ConnectionError, S2Error, S2StatusError, S2TimeoutError
+from s2_plugin.lexicon import Lexicon
 from s2_plugin.personas import Persona, validate_cast
 from s2_plugin.prompt import tag_guide
 from s2_plugin.protocol import DEFAULT_URL, DEFAULT_VOICE
-from s2_plugin.stream import SPEECH_SETTINGS, AudioChunk, SegmentEnd, SpeechOptions, SpeechStream
-from s2_plugin.timing import WordClock
-from s2_plugin.voices import Voices
+from s2_plugin.registrar import Registrar, voice_name
+from s2_plugin.stream import AudioChunk, SegmentEnd, SegmentStart, SpeechOptions, SpeechStream
+from s2_plugin.timing import Pace, WordClock
 
 from .log import logger
 from .models import TTSSampleRate
@@ -51,6 +52,7 @@ class _TTSOptions:
     cast: list[str | Persona]
     speech: SpeechOptions
     sample_rate: int
+    lexicon: Lexicon = field(default_factory=Lexicon)
 
 
 class TTS(tts.TTS[None]):
@@ -93,6 +95,7 @@ class TTS(tts.TTS[None]):
         base_url: str = DEFAULT_URL,
         api_key: str | None = None,
         http_session: aiohttp.ClientSession | None = None,
+        pronunciations: Mapping[str, str] | None = None,
     ) -> None:
         """S2-Pro speech from an `s2-sidecar` (`s2-sidecar serve`).
 
@@ -115,6 +118,12 @@ class TTS(tts.TTS[None]):
             api_key: The sidecar's API key, if it was started with one.
             http_session: An aiohttp session to share; by default the job's shared session
                 (`utils.http_context`), or outside a job (scripts, tests) one of its own.
+            pronunciations: How to say words, ``{"read": "ɹɛd", "Niamh": "N IY1 V"}``: IPA
+                or CMU Arpabet, sent to S2 as its phoneme markup. Each whole word (any case) is
+                replaced in every segment just before it is sent, so ``tts_text_transforms``
+                have run and the word is whole; transcripts keep the word. A pronunciation
+                with a phone Arpabet cannot write is reported once and the word said as
+                written.
         """
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True, aligned_transcript=True),
@@ -128,8 +137,8 @@ class TTS(tts.TTS[None]):
             persona=persona,
             cast=members,
             speech=SpeechOptions(
-                voice=_voice(persona),
-                cast=tuple(validate_cast([_voice(p) for p in members])) if members else (),
+                voice=voice_name(persona),
+                cast=tuple(validate_cast([voice_name(p) for p in members])) if members else (),
                 style=style,
                 temperature=temperature,
                 top_p=top_p,
@@ -139,20 +148,22 @@ class TTS(tts.TTS[None]):
                 max_new_tokens=max_new_tokens,
             ),
             sample_rate=sample_rate,
+            lexicon=_lexicon(pronunciations or {}),
         )
         self._base_url = base_url
         self._api_key = api_key
         self._session = http_session
         self._owns_session = False
-        self._clients: dict[float, S2Client] = {}
-        self._voices = Voices([persona, *members], logger.warning)
+        self._s2: S2Client | None = None
+        self._registrar = Registrar([persona, *members], logger.warning)
+        self._pace = Pace()  # the voice's pace, learned over replies, times words ahead
         self._prewarm_task: asyncio.Task[None] | None = None
         self._streams = weakref.WeakSet[SynthesizeStream]()
 
     @property
     def model(self) -> str:
         """The model the sidecar reports (S2-Pro, or the preview voice) once it was asked."""
-        return self._voices.model or "s2-pro"
+        return self._registrar.model or "s2-pro"
 
     @property
     def provider(self) -> str:
@@ -169,15 +180,27 @@ class TTS(tts.TTS[None]):
         repetition_penalty: NotGivenOr[float | None] = NOT_GIVEN,
         seed: NotGivenOr[int | None] = NOT_GIVEN,
         max_new_tokens: NotGivenOr[int | None] = NOT_GIVEN,
+        pronunciations: NotGivenOr[Mapping[str, str] | None] = NOT_GIVEN,
     ) -> None:
-        """Change the voice or sampling; replies started after this call use it."""
-        given = locals()
-        changes: dict[str, Any] = {k: given[k] for k in SPEECH_SETTINGS if is_given(given[k])}
+        """Change the voice, sampling or pronunciations (all of them, as in `__init__`);
+        replies started after this call use them."""
+        settings: dict[str, Any] = {
+            "style": style,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "repetition_penalty": repetition_penalty,
+            "seed": seed,
+            "max_new_tokens": max_new_tokens,
+        }
+        changes = {name: value for name, value in settings.items() if is_given(value)}
         if isinstance(persona, str | Persona):
             self._opts.persona = persona
-            changes["voice"] = _voice(persona)
-            self._voices = Voices([persona, *self._opts.cast], logger.warning)
+            changes["voice"] = voice_name(persona)
+            self._registrar.set_voices([persona, *self._opts.cast])
         self._opts.speech = replace(self._opts.speech, **changes)
+        if is_given(pronunciations):
+            self._opts.lexicon = _lexicon(pronunciations or {})
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
@@ -198,7 +221,7 @@ class TTS(tts.TTS[None]):
 
     async def _prewarm(self) -> None:
         try:
-            await self._ensure_persona()
+            await self._registrar.ensure(self._client())
         except (S2Error, ValueError) as e:
             logger.warning("prewarm failed, the first reply will retry: %s", e)
 
@@ -208,33 +231,56 @@ class TTS(tts.TTS[None]):
         self._streams.clear()
         if self._prewarm_task is not None:
             await utils.aio.cancel_and_wait(self._prewarm_task)
-        await self._voices.aclose()
-        self._clients.clear()
+        await self._registrar.aclose()
+        if self._s2 is not None:
+            await self._s2.aclose()
+            self._s2 = None
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
 
-    def _client(self, timeout: float = DEFAULT_API_CONNECT_OPTIONS.timeout) -> S2Client:
-        """The client whose connects and reads time out after `timeout` (conn_options)."""
-        if timeout not in self._clients:
+    def _client(self) -> S2Client:
+        """The sidecar's client, on the job's shared connection pool when there is one.
+
+        Each request passes its caller's `conn_options.timeout`; the client's own timeouts
+        (LiveKit's default) are for `prewarm()`, which has no caller.
+        """
+        if self._s2 is None:
             if self._session is None:
                 try:
                     self._session = utils.http_context.http_session()
                 except RuntimeError:  # not in a job: no shared session to use
                     self._session = aiohttp.ClientSession()
                     self._owns_session = True
-            self._clients[timeout] = S2Client(
+            timeout = DEFAULT_API_CONNECT_OPTIONS.timeout
+            self._s2 = S2Client(
                 self._base_url,
                 api_key=self._api_key,
                 session=self._session,
                 connect_timeout=timeout,
                 read_timeout=timeout,
             )
-        return self._clients[timeout]
+        return self._s2
 
-    async def _ensure_persona(self) -> None:
-        """Register each `Persona` once (the sidecar warms it up); a name needs nothing."""
-        await self._voices.ensure(self._client())
+    async def _speech_stream(
+        self, opts: _TTSOptions, conn_options: APIConnectOptions
+    ) -> SpeechStream:
+        """A reply's stream, once its personas are registered; every request it makes, the
+        registration included, times out after the caller's `conn_options.timeout`."""
+        client = self._client()
+        await self._registrar.ensure(client, timeout=conn_options.timeout)
+        lexicon = opts.lexicon
+
+        async def pronounce(text: str) -> str:
+            return lexicon.apply(text)
+
+        return SpeechStream(
+            client,
+            opts.speech,
+            sample_rate=opts.sample_rate,
+            transform=pronounce if lexicon else None,
+            timeout=conn_options.timeout,
+        )
 
 
 class ChunkedStream(tts.ChunkedStream):
@@ -259,11 +305,12 @@ class ChunkedStream(tts.ChunkedStream):
             mime_type="audio/pcm",
         )
         with _api_errors():
-            await self._tts._ensure_persona()
-            speech = _speech_stream(self._tts, self._opts, self._conn_options)
+            speech = await self._tts._speech_stream(self._opts, self._conn_options)
             speech.push_text(self._input_text)
             speech.end_input()
-            await _emit(self, speech, output_emitter, self._opts.speech.cast)
+            if not speech.segments and self._input_text.strip():
+                raise _nothing_to_say(self._input_text)
+            await _emit(self, speech, output_emitter, self._tts._pace, self._opts.speech.cast)
         # No flush(): the base class ends the segment with the held-back tail as the final
         # frame, where a flush would add a 10 ms silent marker after the speech.
 
@@ -288,8 +335,7 @@ class SynthesizeStream(tts.SynthesizeStream):
         output_emitter.start_segment(segment_id=request_id)
 
         with _api_errors():
-            await self._tts._ensure_persona()
-            speech = _speech_stream(self._tts, self._opts, self._conn_options)
+            speech = await self._tts._speech_stream(self._opts, self._conn_options)
 
             async def _send_text() -> None:
                 async for data in self._input_ch:
@@ -305,62 +351,77 @@ class SynthesizeStream(tts.SynthesizeStream):
 
             tasks = [
                 asyncio.create_task(_send_text()),
-                asyncio.create_task(_emit(self, speech, output_emitter, self._opts.speech.cast)),
+                asyncio.create_task(
+                    _emit(self, speech, output_emitter, self._tts._pace, self._opts.speech.cast)
+                ),
             ]
             try:
                 await asyncio.gather(*tasks)
             finally:
                 await utils.aio.cancel_and_wait(*tasks)
                 await speech.aclose()
+            if not speech.segments and self._pushed_text.strip():
+                raise _nothing_to_say(self._pushed_text)
         output_emitter.end_segment()
 
 
-def _voice(persona: str | Persona) -> str:
-    return persona if isinstance(persona, str) else persona.name
-
-
-def _speech_stream(tts: TTS, opts: _TTSOptions, conn_options: APIConnectOptions) -> SpeechStream:
-    return SpeechStream(
-        tts._client(conn_options.timeout), opts.speech, sample_rate=opts.sample_rate
-    )
+def _lexicon(pronunciations: Mapping[str, str]) -> Lexicon:
+    lexicon, unusable = Lexicon.usable(pronunciations)
+    if unusable:
+        logger.warning(
+            "S2 cannot use these pronunciations (a phone CMU Arpabet cannot write, or not a "
+            f"word), so they will be spoken as written: {', '.join(unusable)}"
+        )
+    return lexicon
 
 
 async def _emit(
     stream: tts.ChunkedStream | tts.SynthesizeStream,
     speech: SpeechStream,
     output_emitter: tts.AudioEmitter,
+    pace: Pace,
     cast: Sequence[str] = (),
 ) -> None:
-    """Push the reply's audio, and each word (tags stripped) with its time span.
-
-    A segment's words go out once its audio is complete, with the spans `WordClock`
-    estimates from that audio, so an interruption keeps exactly the words played (LiveKit
-    cuts the transcript at the playback position); generation runs ahead of playback, so
-    captions are still in time. The first request's connection goes into the stream's
-    metrics, as it is the one the reply's first audio waited for.
+    """Push the reply's audio, and before the audio of each word, the word (tags stripped)
+    with its time span, as `WordClock` times it from the audio arriving; LiveKit cuts the
+    transcript at the playback position, so an interruption keeps the words played. The first
+    request's connection goes into the stream's metrics, as it is the one the reply's first
+    audio waited for.
     """
-    clock = WordClock(speech.sample_rate)
+    clock = WordClock(speech.sample_rate, pace)
     separator = ""
+    speaker: str | None = None
     async for event in speech:
-        words = clock.feed(event)
+        if isinstance(event, SegmentStart):
+            speaker = cast[event.speaker] if cast else None
+        for word in clock.feed(event):
+            output_emitter.push_timed_transcript(
+                TimedString(
+                    separator + word.spoken,
+                    start_time=word.start_s,
+                    end_time=word.end_s,
+                    speaker_id=speaker,
+                )
+            )
+            separator = " "
         if isinstance(event, AudioChunk):
             output_emitter.push(event.pcm)
-        elif isinstance(event, SegmentEnd):
-            if event.index == 0:
-                # What TTSMetrics reads; 1.8.9 has no public setter (cartesia sets them too).
-                stream._acquire_time = event.connection.acquire_s
-                stream._connection_reused = event.connection.reused
-            speaker = cast[event.speaker] if cast else None
-            for word in words:
-                output_emitter.push_timed_transcript(
-                    TimedString(
-                        separator + word.spoken,
-                        start_time=word.start_s,
-                        end_time=word.end_s,
-                        speaker_id=speaker,
-                    )
-                )
-                separator = " "
+        elif isinstance(event, SegmentEnd) and event.index == 0:
+            # What TTSMetrics reads; 1.8.9 has no public setter (cartesia sets them too).
+            stream._acquire_time = event.connection.acquire_s
+            stream._connection_reused = event.connection.reused
+
+
+def _nothing_to_say(text: str) -> APIError:
+    """Text with tags and no words: S2 has nothing to say, and a retry would say it again.
+
+    LiveKit's base classes fail a non-empty text that gave no audio, as a retryable error;
+    this one says why and is not retried (docs/conformance.md).
+    """
+    return APIError(
+        f"{text.strip()[:80]!r} holds no words to speak: a tag steers the words after it",
+        retryable=False,
+    )
 
 
 @contextlib.contextmanager
@@ -379,7 +440,9 @@ def _api_errors() -> Iterator[None]:
     except S2TimeoutError as e:
         raise APITimeoutError(str(e)) from None
     except S2ConnectionError as e:
-        raise APIConnectionError(str(e)) from None
+        # Not retried when nothing listens (`S2UnreachableError`): a FallbackAdapter then
+        # moves to the next voice at once, and its recovery probe brings this one back.
+        raise APIConnectionError(str(e), retryable=e.retryable) from None
     except S2Error as e:
         raise APIError(str(e), retryable=e.retryable) from None
     except ValueError as e:  # text or a persona that cannot be sent as it is
