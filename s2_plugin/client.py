@@ -24,6 +24,7 @@ from s2_plugin.personas import Persona
 from s2_plugin.protocol import (
     DEFAULT_URL,
     DEFAULT_VOICE,
+    HEADER_DUE_IN,
     HEADER_REQUEST_ID,
     HEADER_SAMPLE_RATE,
     HEALTH_PATH,
@@ -213,6 +214,7 @@ class S2Client:
         voice: str = DEFAULT_VOICE,
         connection: ConnectionTiming | None = None,
         timeout: float | None = None,
+        due_in: float | None = None,
         **params: Any,
     ) -> AsyncIterator[bytes]:
         """Stream `text` spoken by persona `voice` as int16 mono PCM at 44.1 kHz.
@@ -220,7 +222,8 @@ class S2Client:
         Extra keyword arguments are `SpeechRequest` fields (style, temperature, seed...).
         Every chunk holds whole samples. `connection`, if given, is filled in once the request
         has its connection. `timeout` bounds the connect and every read (the client's default
-        if None).
+        if None). `due_in`: seconds until its audio must play (a look-ahead segment), so the
+        sidecar can generate more urgent audio first; None is now.
         """
         try:
             request = SpeechRequest(
@@ -230,11 +233,14 @@ class S2Client:
             raise ValueError(describe(e)) from None
         body = request.model_dump(exclude_none=True)
         url = self.base_url + SPEECH_PATH
+        headers = self._headers
+        if due_in:
+            headers = {**headers, HEADER_DUE_IN: f"{due_in:.3f}"}
         with self._errors(f"no audio from {url} for too long"):
             async with self._http().post(
                 url,
                 json=body,
-                headers=self._headers,
+                headers=headers,
                 timeout=self._timeouts(timeout),
                 trace_request_ctx=connection,
             ) as response:

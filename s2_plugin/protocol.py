@@ -55,6 +55,26 @@ HEADER_CLIENT = "X-S2-Client"
 """What a browser's request that changes something must carry (the studio sends it): no form
 on another site can send it, and a fetch that adds it must first ask the sidecar (a CORS
 preflight), which it refuses. Clients outside a browser need not send it."""
+HEADER_DUE_IN = "X-Audio-Due-In"
+"""Request header: seconds from now until the request's audio must start playing, for a
+look-ahead segment the time the audio before it runs out. Absent (any OpenAI client) or 0 means
+now. The sidecar generates what is due first first and holds what is not yet nearly due."""
+MAX_DUE_IN_S = 3600.0
+
+
+def parse_due_in(value: str | None) -> float:
+    """`X-Audio-Due-In` in seconds (0 when absent); a ValueError says what to send instead."""
+    if value is None:
+        return 0.0
+    try:
+        due = float(value)
+    except ValueError:
+        due = -1.0
+    if not 0 <= due <= MAX_DUE_IN_S:  # also NaN
+        raise ValueError(
+            f"{HEADER_DUE_IN} must be seconds from now, 0 to {MAX_DUE_IN_S:.0f}; got {value!r}"
+        )
+    return due
 
 
 ResponseFormat = Literal["wav", "pcm", "mp3", "opus", "aac", "flac"]

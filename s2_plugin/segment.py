@@ -48,6 +48,18 @@ _ABBREVIATIONS = frozenset(
 _NUMBER_ABBREVIATIONS = frozenset(
     {"no", "nos", "vol", "vols", "fig", "figs", "pp", "ch", "sec", "art", "op", "pt", "nr"}
 )
+FIRST_MAX_WORDS = 10
+"""Default words after which a reply's first segment is cut between words (0: only at a
+clause end). At 50 tokens/s ten words are about 260 ms, as long as S2's first chunk under load:
+waiting longer for a clause end would double first audio. Measured on the call load's replies
+(bench/bench_first_clause.py): first token to first request p95 442 -> 260 ms; 29% of replies
+cut; on the preview no change in word errors and a pause of about 170 ms at the cut."""
+# Words that lead into what follows: a first segment cut between words never ends on one.
+_LEADING_WORDS = frozenset(
+    {"a", "an", "the", "and", "or", "but", "so", "to", "of", "in", "on", "at", "for", "with"}
+    | {"by", "from", "that", "which", "who", "if", "as", "is", "are", "was", "be", "my", "your"}
+    | {"our", "their", "its", "this", "these", "will", "would", "can", "could", "should", "i"}
+)
 # Longest phoneme markup the segmenter waits for: the most symbols, the word it keeps, markers.
 _MAX_MARKUP_CHARS = phonemes.MAX_PHONES * 4 + 2 * MAX_TAG_CHARS
 # A segment must hold a full-length tag plus a few words.
@@ -140,8 +152,14 @@ class Segmenter:
         # would arrive, at 50 tokens/s, about when the clause finishes playing, and its audio
         # would start late. 100 characters are about 6 s of speech, by when audio is well ahead.
         eager_chars: int = 100,
+        # A reply's first segment waits for a clause end; an LLM at 50 tokens/s writes a word
+        # every 26 ms, so a long first clause holds first audio back. After this many words the
+        # first segment is cut between words instead (0: never). bench/bench_first_clause.py
+        # measures the wait saved and the cost in word errors and pauses at the cut.
+        first_max_words: int = FIRST_MAX_WORDS,
     ) -> None:
         for name, value, least in (
+            ("first_max_words", first_max_words, 0),
             ("first_min_words", first_min_words, 1),
             ("min_words", min_words, 1),
             ("max_chars", max_chars, _MIN_MAX_CHARS),
@@ -150,6 +168,7 @@ class Segmenter:
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
         self._first_min_words = first_min_words
+        self._first_max_words = first_max_words
         self._min_words = min_words
         self._max_chars = max_chars
         self._eager_chars = eager_chars
@@ -348,9 +367,15 @@ class Segmenter:
             self._candidate_clause(j)
 
     def _candidate_space(self, i: int) -> None:
-        self._last_space = i
+        before, self._last_space = self._last_space, i
         if self._overflow:
             self._split_at(i)
+        elif self._first and 0 < self._first_max_words <= self._words >= self._first_min_words:
+            # A long first clause: cut between words, before a word that leads into the rest
+            # ("this morning | and should arrive") rather than after it.
+            word = self._buf[before if before is not None else 0 : i].strip().lower()
+            leads = word in _LEADING_WORDS and before is not None and self._words > 1
+            self._split_at(before if leads and before is not None else i)
 
     def _candidate_clause(self, j: int) -> None:
         self._last_clause = j
@@ -387,7 +412,11 @@ def split(text: str, max_chars: int) -> list[str]:
     if len(text) <= max_chars:
         return [text]
     segmenter = Segmenter(
-        first_min_words=1, min_words=1, max_chars=max(max_chars, _MIN_MAX_CHARS), eager_chars=0
+        first_min_words=1,
+        min_words=1,
+        max_chars=max(max_chars, _MIN_MAX_CHARS),
+        eager_chars=0,
+        first_max_words=0,
     )
     parts: list[str] = []
     speaker = 0

@@ -10,6 +10,12 @@ A `transform` (the frameworks' text transforms, a pronunciation lexicon) is appl
 segment just before it is requested: there every word is whole, which a token stream is not
 ("Met" + "formin"), and the events keep the text as it came, so transcripts and word timings
 show what the LLM wrote.
+
+Each look-ahead request says when its audio is due (`X-Audio-Due-In`): when the audio before it
+runs out, counting from a player that plays what the stream yields from its first chunk, and
+reckoning the audio still to come of the segments before it from their text, at a speaking rate
+faster than S2's so that the due time is never late. The sidecar generates the most urgent
+audio first and holds a look-ahead until it is nearly due.
 """
 
 from __future__ import annotations
@@ -136,6 +142,9 @@ adapters' settings and options take exactly these names."""
 
 _DONE = object()
 _CLOSED = object()
+_FAST_CHARS_PER_S = 25.0
+"""Faster than S2 speaks (about 15 characters a second): audio of text not yet heard is
+reckoned short, so a look-ahead's due time errs early."""
 
 
 @dataclass(eq=False)
@@ -147,6 +156,7 @@ class _Request:
     speaker: int
     sent_at: float = 0.0
     first_at: float | None = None
+    yielded_s: float = 0.0
     connection: ConnectionTiming = field(default_factory=ConnectionTiming)
     chunks: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -184,6 +194,8 @@ class SpeechStream:
         self._ended = False
         self._closed = False
         self._changed = asyncio.Event()
+        self._play_end: float | None = None
+        """When the audio yielded so far has played, for a player that started at the first."""
 
     def push_text(self, fragment: str) -> None:
         """Add LLM text; each segment it completes is sent as soon as a slot is free."""
@@ -226,16 +238,37 @@ class SpeechStream:
             # Options are read now, not when the task first runs, so a settings change made
             # right after this call applies from the next request, exactly.
             options = self._options()
-            request.task = asyncio.get_running_loop().create_task(self._fetch(request, options))
+            fetch = self._fetch(request, options, self._due_in())
+            request.task = asyncio.get_running_loop().create_task(fetch)
             self._sent.append(request)
 
-    async def _fetch(self, request: _Request, options: SpeechOptions) -> None:
+    def _due_in(self) -> float | None:
+        """Seconds until the audio of a request sent now must play: what is yielded and not yet
+        played, plus the audio still to come of every request before it. None for the first."""
+        if not self._sent:
+            return None if self._play_end is None else self._unplayed()
+        rest = sum(
+            max(0.0, len(tags.strip_tags(r.text)) / _FAST_CHARS_PER_S - r.yielded_s)
+            for r in self._sent
+        )
+        return self._unplayed() + rest
+
+    def _unplayed(self) -> float:
+        return max(0.0, (self._play_end or 0.0) - time.perf_counter())
+
+    def _yielded(self, request: _Request, samples: int) -> None:
+        now = time.perf_counter()
+        seconds = samples / self.sample_rate
+        self._play_end = max(self._play_end or now, now) + seconds
+        request.yielded_s += seconds
+
+    async def _fetch(self, request: _Request, options: SpeechOptions, due: float | None) -> None:
         request.sent_at = time.perf_counter()
         try:
             said = await self._transform(request.text) if self._transform else request.text
             text, fields = options.request(Segment(said, request.speaker))
             speech = self._client.speech(
-                text, connection=request.connection, timeout=self._timeout, **fields
+                text, connection=request.connection, timeout=self._timeout, due_in=due, **fields
             )
             async for pcm in speech:
                 if request.first_at is None:
@@ -285,6 +318,7 @@ class SpeechStream:
                         pcm += self._resampler.flush()
                     if pcm:
                         samples += len(pcm) // 2
+                        self._yielded(request, len(pcm) // 2)
                         yield AudioChunk(request.index, pcm, last=item is _DONE)
                     if item is _CLOSED:
                         finished = True

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sglang_omni.config.schema import MAX_SPEECH_INPUT_CHARS
 from sglang_omni.serve.protocol import CreateSpeechRequest
 
-from s2_plugin.protocol import MAX_INPUT_CHARS, ErrorBody, Health, SpeechRequest
+from s2_plugin.protocol import MAX_INPUT_CHARS, ErrorBody, Health, SpeechRequest, parse_due_in
 
 
 def wire(req: SpeechRequest) -> dict[str, Any]:
@@ -202,3 +202,11 @@ def test_a_cast_is_checked_against_its_speaker_tags_and_voice() -> None:
     ]:
         with pytest.raises(ValidationError, match=message):
             SpeechRequest.model_validate(body)
+
+
+def test_the_due_time_header_is_seconds_from_now_and_optional() -> None:
+    assert parse_due_in(None) == 0.0
+    assert parse_due_in("1.250") == 1.25
+    for bad in ("soon", "-1", "nan", "1e9"):
+        with pytest.raises(ValueError, match="X-Audio-Due-In must be seconds from now"):
+            parse_due_in(bad)

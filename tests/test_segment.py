@@ -57,6 +57,26 @@ def test_first_segment_leaves_at_first_clause_with_enough_words() -> None:
     assert texts_of(seg.flush()) == ["Okay then."]
 
 
+LONG_FIRST = "Your order shipped this morning and should arrive on Friday. Then it is yours."
+
+
+def test_a_long_first_clause_is_cut_between_words_when_asked() -> None:
+    first = "Your order shipped this morning and should arrive on Friday."
+    assert run(LONG_FIRST, first_max_words=0) == [first, "Then it is yours."]  # clause ends only
+    assert run(LONG_FIRST, first_max_words=8) == [
+        "Your order shipped this morning and should arrive",
+        "on Friday. Then it is yours.",
+    ]
+    # Never after a word that leads into the rest: before it.
+    cut = ["Your order shipped this morning", "and should arrive on Friday.", "Then it is yours."]
+    assert run(LONG_FIRST, first_max_words=6) == cut
+    # Only the first segment; the same cut however the text arrives.
+    twice = chars(LONG_FIRST + " " + LONG_FIRST, first_max_words=6)
+    assert twice == [*cut, first, "Then it is yours."]
+    # Never shorter than first_min_words.
+    assert run("Sure, your order shipped.", first_max_words=2) == ["Sure, your order shipped."]
+
+
 @pytest.mark.parametrize("mark", [",", ";", ":", " —", "—", "."])
 def test_every_clause_mark_can_end_the_first_segment(mark: str) -> None:
     assert run(f"One two three four{mark} Five six seven.") == [
@@ -382,6 +402,7 @@ def test_empty_push_is_a_no_op() -> None:
     ("kwargs", "name"),
     [
         ({"first_min_words": 0}, "first_min_words"),
+        ({"first_max_words": -1}, "first_max_words"),
         ({"min_words": -1}, "min_words"),
         ({"max_chars": 10}, "max_chars"),
         ({"max_chars": 100.0}, "max_chars"),

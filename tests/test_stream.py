@@ -252,6 +252,20 @@ def test_speech_settings_are_the_wire_sampling_fields_and_style() -> None:
     assert set(SPEECH_SETTINGS) <= set(SpeechRequest.model_fields)
 
 
+async def test_look_ahead_requests_say_when_their_audio_is_due() -> None:
+    text = "First one is here. Then the second sentence. And a third one at the end."
+    async with pcm_server(first_delay_s=0.2) as server, S2Client(server.url) as client:
+        stream = SpeechStream(client, SpeechOptions(voice="ok"), ahead=3)
+        # All three go out before any audio (it takes 0.2 s) has played.
+        starts = [e for e in await speak(stream, text) if isinstance(e, SegmentStart)]
+    assert len(starts) == 3 and server.due[0] is None  # the first is due now
+    # Not yet playing: each is due when the text before it has been spoken, reckoned fast.
+    chars = [len(s.transcript) for s in starts]
+    assert [float(d or 0) for d in server.due[1:]] == pytest.approx(
+        [chars[0] / 25, (chars[0] + chars[1]) / 25], abs=0.002
+    )
+
+
 async def test_the_transform_sees_whole_words_and_the_events_keep_the_text_as_written() -> None:
     lexicon = Lexicon({"Metformin": "M EH0 T F AO1 R M IH0 N"})
 

@@ -72,7 +72,14 @@ def create_app(
     app[SETTINGS] = settings
     app[ALIASES] = dict(aliases or {})
     app[STREAMS] = Streams()
-    app[ADMISSION] = Admission(limit, queue, settings.queue_wait, metrics)
+    app[ADMISSION] = Admission(
+        limit,
+        queue,
+        settings.queue_wait,
+        metrics,
+        scheduling=settings.scheduling,
+        lead_s=settings.lead,
+    )
     app[BACKGROUND] = Background()
     app[REGISTER_LOCK] = asyncio.Lock()
     app[PRONUNCIATIONS] = Pronunciations(store.root)

@@ -2,6 +2,8 @@
 
 Works against a running sidecar (the persona is registered through its API) or a bare
 SGLang-Omni 0.1.9 server or router (the reference travels inline, as `references[].data`).
+`--calls` adds the call load of `s2_sidecar.calls` (simulated conversations through the
+plugin's `SpeechStream`; against a sidecar only): calls per GPU at a first-audio target.
 Each run uses a fresh persona (the bundled clip with a little dither, so no cache knows it):
 its first request is the cold one, the next ones are warm. A stream "plays without an
 underrun" when every chunk arrives before a player that started at the first byte would need
@@ -28,7 +30,7 @@ import soundfile as sf
 from s2_plugin.client import S2Client, S2Error, read_pcm
 from s2_plugin.personas import Persona
 from s2_plugin.protocol import DEFAULT_URL, HEALTH_PATH, SAMPLE_RATE, SPEECH_PATH
-from s2_sidecar import voices
+from s2_sidecar import calls, voices
 
 HELP = "measure first audio, RTF and a concurrency sweep"
 
@@ -77,6 +79,7 @@ class Report:
     warm_ttfa_ms: float | None = None
     rtf: float | None = None
     sweep: list[Level] = field(default_factory=list)
+    calls: list[calls.LoadReport] = field(default_factory=list)
 
 
 class Bench:
@@ -164,7 +167,13 @@ class Bench:
 
 
 async def run_bench(
-    url: str, api_key: str | None, streams: list[int], rounds: int, warm_runs: int
+    url: str,
+    api_key: str | None,
+    streams: list[int],
+    rounds: int,
+    warm_runs: int,
+    call_levels: tuple[int, ...] = (),
+    call_seconds: float = 60.0,
 ) -> Report:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     connector = aiohttp.TCPConnector(limit=0)
@@ -185,6 +194,11 @@ async def run_bench(
                 report.rtf = statistics.median(s.total_s / s.audio_s for s in ok)
             for n in streams:
                 report.sweep.append(await bench.level(n, rounds))
+            if call_levels and report.target != "sidecar":
+                raise RuntimeError("--calls needs a sidecar: its personas carry the voice")
+            for n in call_levels:
+                load = calls.CallLoad(n, call_seconds, voice=str(bench.voice["voice"]))
+                report.calls.append(await calls.run_calls(bench.client, load))
         finally:
             await bench.cleanup()
     return report
@@ -211,6 +225,9 @@ def render(report: Report) -> str:
             f"  {lv.streams:7d}  {lv.requests:8d}  {lv.errors:6d}  {f(lv.ttfa_p50_ms, '11.1f')}  "
             f"{f(lv.ttfa_p95_ms, '11.1f')}  {gap:>8s}"
         )
+    if report.calls:
+        lines += ["", "  call load (target: first audio p95 <= 300 ms, >= 99.9% without underrun)"]
+        lines += ["  " + calls.render(load) for load in report.calls]
     # Never beside the preview's: a CPU voice's numbers next to an H200's invite the comparison.
     lines += ["", PREVIEW_WARNING if preview else "  " + PUBLISHED]
     return "\n".join(lines)
@@ -223,12 +240,25 @@ def add_arguments(p: argparse.ArgumentParser, api_key: str | None) -> None:
     p.add_argument("--streams", default="1,4,16,32", help="concurrency levels, comma-separated")
     p.add_argument("--rounds", type=int, default=2, help="requests per stream at each level")
     p.add_argument("--warm-runs", type=int, default=5)
+    p.add_argument("--calls", default="", help="call loads, comma-separated: conversations at once")
+    p.add_argument("--call-seconds", type=float, default=60.0, help="length of each call load")
     p.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     levels = [int(n) for n in args.streams.split(",") if n.strip()]
-    report = asyncio.run(run_bench(args.url, args.api_key, levels, args.rounds, args.warm_runs))
+    call_levels = tuple(int(n) for n in args.calls.split(",") if n.strip())
+    report = asyncio.run(
+        run_bench(
+            args.url,
+            args.api_key,
+            levels,
+            args.rounds,
+            args.warm_runs,
+            call_levels,
+            args.call_seconds,
+        )
+    )
     print(render(report))
     print(json.dumps(asdict(report)))
     return 0

@@ -19,6 +19,7 @@ from s2_plugin.phonemes import PhonemeError
 from s2_plugin.protocol import DEFAULT_PORT, DEFAULT_URL, DEFAULT_VOICE, SAMPLE_RATE
 from s2_plugin.script import narrate, parse, parts
 from s2_sidecar import benchmark, doctor, outputs, voices
+from s2_sidecar.admission import SCHEDULING
 from s2_sidecar.app import create_app
 from s2_sidecar.engines import ENGINES, Engine, choose
 from s2_sidecar.engines.sglang_process import MODEL_PATH, Launch
@@ -135,9 +136,17 @@ def _limit_arguments(serve: argparse.ArgumentParser) -> None:
         ("--max-concurrency", int, None, "generations at once (default: the engine's limit)"),
         ("--queue-size", int, None, "requests waiting for a slot (default: max-concurrency)"),
         ("--queue-wait", float, d.queue_wait, "s a queued request waits before its 503"),
+        ("--lead", float, d.lead, "s before its due time a look-ahead request is generated"),
         ("--drain-timeout", float, d.drain_timeout, "s for streams to finish after SIGTERM"),
     ):
         lim.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
+    lim.add_argument(
+        "--scheduling",
+        choices=SCHEDULING,
+        default=d.scheduling,
+        help="generate the request whose audio is due first, holding look-ahead until it is "
+        "nearly due, or serve in arrival order (default %(default)s)",
+    )
 
 
 def _sglang_arguments(serve: argparse.ArgumentParser) -> None:
@@ -248,6 +257,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         queue_size=args.queue_size,
         queue_wait=args.queue_wait,
+        scheduling=args.scheduling,
+        lead=args.lead,
         drain_timeout=args.drain_timeout,
         reference_budget=args.reference_budget,
         allowed_hosts=served_hosts(args.host, args.allowed_host),

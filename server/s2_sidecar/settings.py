@@ -37,7 +37,13 @@ class Settings:
     queue_size: int | None = None
     """Requests that may wait for a generation slot; None is as many as run at once."""
     queue_wait: float = 1.0
-    """Seconds a queued request waits for a slot before its 503."""
+    """Seconds a queued request waits for a slot before its 503 (a look-ahead request from
+    when it became ready)."""
+    scheduling: str = "deadline"
+    """Which request goes to the engine next: `deadline` (earliest due first, look-ahead held
+    until `lead` before its due time) or `arrival` (first come, first served)."""
+    lead: float = 0.75
+    """Seconds before its due time a look-ahead request goes to the engine."""
     drain_timeout: float = 10.0
     """Seconds after SIGTERM for streams in flight to finish before they are cut."""
     allowed_hosts: tuple[str, ...] = ()

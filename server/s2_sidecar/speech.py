@@ -26,6 +26,7 @@ from s2_plugin import phonemes, script, segment, tags
 from s2_plugin.audio import duration_s
 from s2_plugin.protocol import (
     DEFAULT_VOICE,
+    HEADER_DUE_IN,
     HEADER_ENGINE,
     HEADER_REQUEST_ID,
     HEADER_SAMPLE_RATE,
@@ -34,6 +35,7 @@ from s2_plugin.protocol import (
     SAMPLE_RATE,
     SpeechRequest,
     describe,
+    parse_due_in,
 )
 from s2_sidecar import bodies, cast, encoders
 from s2_sidecar.budget import Hold
@@ -67,6 +69,10 @@ async def speech(request: web.Request) -> web.StreamResponse:
     if app[STREAMS].draining:
         app[METRICS].rejected.labels("draining").inc()
         raise Unavailable("the sidecar is shutting down; retry on another one", "draining")
+    try:
+        due_in = parse_due_in(request.headers.get(HEADER_DUE_IN))
+    except ValueError as e:
+        raise BadRequest(str(e), "invalid_due_in") from e
     engine = app[ENGINE]
     with app[BUDGET].hold() as hold:  # the body and its clip, until the clip is decoded
         req = await _speech_request(request, hold)
@@ -95,7 +101,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
         encoder = Encoder(req.response_format, _rate(req))
     except ValueError as e:
         raise BadRequest(str(e), "invalid_sample_rate") from e
-    async with app[ADMISSION].slot():
+    async with app[ADMISSION].slot(due_in):
         return await _respond(request, parts, persona, req, encoder)
 
 

@@ -516,3 +516,21 @@ async def test_long_unpunctuated_text_is_spoken_whole_in_bounded_memory(
     assert 0.25 * len(words) < seconds < 0.6 * len(words), seconds  # no word dropped or doubled
     heard = transcribe(pcm, SAMPLE_RATE)
     assert wer(text, heard) <= MAX_WER, heard
+
+
+async def test_a_due_time_that_is_not_seconds_is_a_400(sidecar: SidecarProcess) -> None:
+    body = {"input": "Hello there.", "stream": True, "response_format": "pcm"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            sidecar.url + "/v1/audio/speech", json=body, headers={"X-Audio-Due-In": "soon"}
+        ) as r,
+    ):
+        error = await r.json()
+    assert r.status == 400, error
+    assert error["error"]["code"] == "invalid_due_in"
+    assert "X-Audio-Due-In must be seconds from now" in error["error"]["message"]
+    # A look-ahead due later is served like any other, with all its audio.
+    async with S2Client(sidecar.url) as client:
+        audio = b"".join([pcm async for pcm in client.speech("Hello there.", due_in=0.2)])
+    assert len(audio) > SAMPLE_RATE // 4

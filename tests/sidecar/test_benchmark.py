@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from support.router import Worker
 from support.sidecar import SidecarProcess
+from support.upstream import standin_sidecar
 
 
 def bench(url: str, *args: str) -> tuple[str, dict[str, object]]:
@@ -67,3 +68,19 @@ def test_bench_against_a_bare_sglang_omni(standin: str) -> None:
     (reference,) = bodies[0]["references"]
     assert reference["media_type"] == "audio/flac"  # inline, and it decoded (else a 500)
     assert len(bodies) == 1 + 2 + 2 + 8
+
+
+async def test_bench_runs_the_call_load_through_a_sidecar(tmp_path: Path) -> None:
+    sidecar, _ = standin_sidecar(tmp_path)
+    with sidecar:
+        sidecar.wait_ready()
+        args = ["--streams", "1", "--rounds", "1", "--warm-runs", "1"]
+        table, report = bench(sidecar.url, *args, "--calls", "2,3", "--call-seconds", "1")
+    loads = report["calls"]
+    assert isinstance(loads, list)
+    assert [(load["calls"], load["errors"], load["refused"]) for load in loads] == [
+        (2, 0, 0),
+        (3, 0, 0),
+    ]
+    assert all(load["replies"] >= load["calls"] and load["played_s"] > 0 for load in loads)
+    assert "call load" in table

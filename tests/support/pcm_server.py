@@ -34,6 +34,8 @@ class PcmServer:
     first_delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     requests: list[dict[str, object]] = field(default_factory=list)
+    due: list[str | None] = field(default_factory=list)
+    """Each request's `X-Audio-Due-In` header."""
     disconnects: int = 0
     open_streams: int = 0
     max_open_streams: int = 0
@@ -65,6 +67,7 @@ class PcmServer:
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.due.append(request.headers.get("X-Audio-Due-In"))
         voice = body.get("voice", "ok")
         if voice == "error400":
             return web.json_response(

@@ -41,7 +41,11 @@ false, "rate": 44100}`. `reject` is a 400, `error` a 500, `crash` exits, before 
 `stall_after` goes silent after N chunks, `stall` before any, `wedge` hangs `/health` too.
 `frame_s` is simulated GPU time per frame, `slots` how many requests generate at once (0: no
 limit), `stamp` puts the send time (`perf_counter_ns`, int64) in the first 8 bytes of audio.
-`GET /standin/state`: argv, env, pid, counters; `GET /standin/requests`: raw bodies.
+`{"profile": "path/to/gpu.toml"}` serves every request by the timing model of one GPU
+(`s2_timing.py`: continuous batching in arrival order, step time growing with the batch), in
+real time; `""` turns it off.
+`GET /standin/state`: argv, env, pid, counters (with a profile, the model's `frames_made`,
+`busy_s`, `running`, `waiting`); `GET /standin/requests`: raw bodies.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import json
 import os
@@ -58,6 +63,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +74,9 @@ from sglang_omni.config.schema import MAX_SPEECH_INPUT_CHARS
 from sglang_omni.preprocessing.resource_connector import MediaPolicyError, resolve_local_file
 from sglang_omni.serve.protocol import CreateSpeechRequest
 from sglang_omni.serve.speech_limits import MAX_REFERENCE_AUDIO_BYTES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: find support
+from support.s2_timing import BatchEngine, Chunk, load_profile
 
 SAMPLE_RATE = 44100
 FRAME = 2048
@@ -105,6 +114,10 @@ class StandIn:
         self.completed = 0
         self.outcomes_answered = 0
         self.stage: subprocess.Popen[bytes] | None = None
+        self.model: BatchEngine | None = None
+        self.model_task: asyncio.Task[None] | None = None
+        self.model_wake = asyncio.Event()
+        self.model_chunks: dict[str, asyncio.Queue[Chunk]] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -148,11 +161,49 @@ class StandIn:
         self.rate = int(body.get("rate", self.rate))
         if "slots" in body:
             self.slots = asyncio.Semaphore(body["slots"]) if body["slots"] else None
+        if "profile" in body:
+            self.set_profile(body["profile"])
         return web.json_response({"mode": self.mode})
+
+    def set_profile(self, path: str) -> None:
+        if self.model_task:
+            self.model_task.cancel()
+        self.model, self.model_task = None, None
+        if path:
+            self.model = BatchEngine(load_profile(Path(path)), self.stride, self.followup)
+            self.model_task = asyncio.get_running_loop().create_task(self.run_model(self.model))
+
+    async def run_model(self, model: BatchEngine) -> None:
+        """The GPU: the model's steps in real time, on a clock that absorbs the event loop's
+        lateness (a late step makes the next one shorter) but never bursts to catch up."""
+        loop = asyncio.get_running_loop()
+        clock = loop.time()
+        while True:
+            step = model.begin()
+            if step is None:
+                self.model_wake.clear()
+                await self.model_wake.wait()
+                clock = loop.time()
+                continue
+            clock = max(clock + step.duration, loop.time() - step.duration)
+            await asyncio.sleep(clock - loop.time())
+            for chunk in model.end(step):
+                self.model_chunks[chunk.rid].put_nowait(chunk)
+
+    def model_state(self) -> dict[str, object]:
+        if self.model is None:
+            return {}
+        return {
+            "frames_made": self.model.frames_made,
+            "busy_s": self.model.busy_s,
+            "running": len(self.model.running),
+            "waiting": len(self.model.waiting),
+        }
 
     async def state(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
+                **self.model_state(),
                 "argv": self.argv,
                 "startup_timeout": os.environ.get("SGLANG_OMNI_STARTUP_TIMEOUT"),
                 "pid": os.getpid(),
@@ -204,17 +255,44 @@ class StandIn:
             if self.mode in ("stall", "wedge"):
                 await asyncio.sleep(3600)
             if self.slots is None:
-                return await self.stream(request, req, frames, finish)
+                return await self.stream(request, frames, finish, len(req.input))
             async with self.slots:
-                return await self.stream(request, req, frames, finish)
+                return await self.stream(request, frames, finish, len(req.input))
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled += 1
             raise
         finally:
             self.active -= 1
 
+    async def paced(self, frames: int) -> AsyncIterator[int]:
+        """Frames per chunk, by the strides, `frame_s` apart per frame."""
+        sent, step = 0, self.stride
+        while sent < frames:
+            n = min(step, frames - sent)
+            if self.frame_s:
+                await asyncio.sleep(self.frame_s * n)
+            sent, step = sent + n, self.followup
+            yield n
+
+    async def modelled(self, model: BatchEngine, frames: int) -> AsyncIterator[int]:
+        """Frames per chunk as the timing model makes them; leaving aborts the request."""
+        rid = uuid.uuid4().hex
+        chunks: asyncio.Queue[Chunk] = asyncio.Queue()
+        self.model_chunks[rid] = chunks
+        model.submit(rid, frames)
+        self.model_wake.set()
+        try:
+            while True:
+                chunk = await chunks.get()
+                yield chunk.frames
+                if chunk.last:
+                    return
+        finally:
+            model.abort(rid)
+            del self.model_chunks[rid]
+
     async def stream(
-        self, request: web.Request, req: CreateSpeechRequest, frames: int, finish: str
+        self, request: web.Request, frames: int, finish: str, value: int
     ) -> web.StreamResponse:
         request_id = f"speech-{uuid.uuid4()}"
         response = web.StreamResponse(
@@ -227,31 +305,29 @@ class StandIn:
             }
         )
         response.content_type = "audio/pcm"
-        value = len(req.input) % 32768
-        sent, step, chunks, tail = 0, self.stride, 0, 0
-        while sent < frames:
-            n = min(step, frames - sent)
-            if self.frame_s:
-                await asyncio.sleep(self.frame_s * n)
-            sent += n
-            last = sent == frames
-            samples = n * FRAME + tail - (0 if last else CROSSFADE)
-            tail = 0 if last else CROSSFADE
-            chunk = np.full(samples, value, dtype="<i2").tobytes()
-            if not response.prepared:  # headers only once the first audio exists
-                await response.prepare(request)
-                if self.stamp:
-                    chunk = struct.pack("<q", time.perf_counter_ns()) + chunk[8:]
-            await response.write(chunk)
-            chunks += 1
-            step = self.followup
-            if chunks == self.after_chunks and not last:
-                if self.mode == "fail_after":
-                    assert request.transport is not None
-                    request.transport.abort()  # no final chunk: the client sees a broken body
-                    raise ConnectionResetError("failed mid-stream on command")
-                if self.mode == "stall_after":
-                    await asyncio.sleep(3600)
+        value %= 32768
+        sent, chunks, tail = 0, 0, 0
+        source = self.modelled(self.model, frames) if self.model else self.paced(frames)
+        async with contextlib.aclosing(source):
+            async for n in source:
+                sent += n
+                last = sent == frames
+                samples = n * FRAME + tail - (0 if last else CROSSFADE)
+                tail = 0 if last else CROSSFADE
+                chunk = np.full(samples, value, dtype="<i2").tobytes()
+                if not response.prepared:  # headers only once the first audio exists
+                    await response.prepare(request)
+                    if self.stamp:
+                        chunk = struct.pack("<q", time.perf_counter_ns()) + chunk[8:]
+                await response.write(chunk)
+                chunks += 1
+                if chunks == self.after_chunks and not last:
+                    if self.mode == "fail_after":
+                        assert request.transport is not None
+                        request.transport.abort()  # no final chunk: the client sees a broken body
+                        raise ConnectionResetError("failed mid-stream on command")
+                    if self.mode == "stall_after":
+                        await asyncio.sleep(3600)
         await response.write_eof()
         self.outcomes[request_id] = {"request_id": request_id, "finish_reason": finish}
         self.completed += 1
