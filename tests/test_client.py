@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from support.pcm_server import expected_samples, level, pcm_server
 from support.proxy import Fault, FaultProxy
-from support.sidecar import free_port
+from support.sidecar import closed_port
+from support.waiting import until
 
 from s2_plugin.client import (
     ConnectionTiming,
@@ -96,21 +97,18 @@ async def test_a_dropped_connection_is_a_connection_error() -> None:
 
 
 async def test_a_dead_server_says_how_to_fix_it() -> None:
-    async with S2Client(f"http://127.0.0.1:{free_port()}") as client:
-        with pytest.raises(S2ConnectionError, match="s2-sidecar serve"):
-            await collect(client)
+    with closed_port() as port:
+        async with S2Client(f"http://127.0.0.1:{port}") as client:
+            with pytest.raises(S2ConnectionError, match="s2-sidecar serve"):
+                await collect(client)
 
 
 async def test_leaving_early_closes_the_connection_so_the_server_stops() -> None:
     async with pcm_server(chunk_delay_s=0.05) as server, S2Client(server.url) as client:
         async for _ in client.speech(TEXT * 4, voice="ok"):
             break
-        for _ in range(50):
-            if server.disconnects:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: server.open_streams == 0, "the server saw the hang-up")
         assert server.disconnects == 1
-        assert server.open_streams == 0
 
 
 async def test_cancelling_the_reading_task_closes_the_connection() -> None:
@@ -126,10 +124,7 @@ async def test_cancelling_the_reading_task_closes_the_connection() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        for _ in range(50):
-            if server.disconnects:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: server.open_streams == 0, "the server saw the hang-up")
         assert server.disconnects == 1
 
 
@@ -174,9 +169,10 @@ async def test_a_request_says_whether_its_connection_was_new_or_pooled() -> None
 
 
 async def test_nothing_listening_is_an_unreachable_sidecar_not_worth_a_retry() -> None:
-    async with S2Client(f"http://127.0.0.1:{free_port()}") as client:
-        with pytest.raises(S2UnreachableError) as caught:
-            await client.health()
+    with closed_port() as port:
+        async with S2Client(f"http://127.0.0.1:{port}") as client:
+            with pytest.raises(S2UnreachableError) as caught:
+                await client.health()
     assert not caught.value.retryable
     # A sidecar that answers but fails one request stays worth a retry.
     async with pcm_server() as server, S2Client(server.url) as client:

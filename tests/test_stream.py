@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from support.pcm_server import expected_samples, level, pcm_server
 from support.proxy import Fault, FaultProxy
+from support.waiting import LIMIT_S, until
 
 from s2_plugin.client import S2Client, S2StatusError, S2TimeoutError
 from s2_plugin.lexicon import Lexicon
@@ -124,7 +125,7 @@ async def test_a_failed_segment_raises_in_its_turn_after_the_audio_before_it() -
         with pytest.raises(S2StatusError, match="unknown persona"):
             async for event in stream:
                 seen.append(event)
-        assert server.open_streams == 0
+        await until(lambda: server.open_streams == 0, "the requests after it were closed")
     assert [e.index for e in seen if isinstance(e, SegmentEnd)] == [0]
     assert {e.index for e in seen if isinstance(e, AudioChunk)} == {0}
     assert any(isinstance(e, AudioChunk) for e in seen)
@@ -140,12 +141,10 @@ async def test_cancelling_mid_reply_closes_every_open_request() -> None:
         async for event in stream:
             if isinstance(event, AudioChunk):
                 break  # leaving the loop mid-audio closes the stream
-        for _ in range(100):
-            if server.open_streams == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert server.open_streams == 0
-        assert server.disconnects == 2
+        await until(lambda: server.open_streams == 0, "the server saw every hang-up")
+        # One request or two reached the server by the break, as the machine's pace has it:
+        # each one that did was hung up on.
+        assert server.disconnects == len(server.requests) > 0
         assert asyncio.all_tasks() <= before | {asyncio.current_task()}
 
 
@@ -235,14 +234,15 @@ async def test_aclose_from_another_task_ends_the_readers_loop(mid_audio: bool) -
         if mid_audio:
             stream.push_text("Hello there, this is a stalled reply.")
             stream.end_input()
-            await asyncio.wait_for(first_audio.wait(), 10)
+            await asyncio.wait_for(first_audio.wait(), LIMIT_S)
         else:
             await asyncio.sleep(0)  # the reader is waiting for text
         await stream.aclose()
-        await asyncio.wait_for(reader, 5)  # hung forever before
+        await asyncio.wait_for(reader, LIMIT_S)  # hung forever before
+        # Read while the server runs: stopping it closes every stream anyway.
+        await until(lambda: server.open_streams == 0, "the stalled request was closed")
     assert any(isinstance(e, AudioChunk) for e in events) == mid_audio
     assert not any(isinstance(e, SegmentEnd) for e in events)
-    assert server.open_streams == 0
     with pytest.raises(RuntimeError, match=r"closed|end_input"):
         stream.push_text("More.")
 

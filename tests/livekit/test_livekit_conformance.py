@@ -18,7 +18,7 @@ import pytest_asyncio
 from livekit.agents import APIConnectionError, APIConnectOptions, APIError, APITimeoutError, tts
 from livekit.plugins import s2
 from support.proxy import PROXY_TASK, Fault, FaultProxy
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.sidecar import PERSONAS_TOML, SidecarProcess, closed_port
 
 from s2_plugin.personas import load_personas
 from s2_plugin.registrar import ENGINE_CHECK_TASK
@@ -157,19 +157,20 @@ async def test_a_reset_connection_is_a_retryable_connection_error(
 @pytest.mark.parametrize("streamed", [False, True])
 async def test_text_of_tags_alone_is_an_error_that_says_so_not_retried(streamed: bool) -> None:
     # No request is made: nothing here needs a sidecar.
-    async with s2.TTS(base_url=f"http://127.0.0.1:{free_port()}") as voice:
-        errors: list[tts.TTSError] = []
-        voice.on("error", errors.append)
-        options = APIConnectOptions(max_retry=3, retry_interval=0.0)
-        with pytest.raises(APIError, match="holds no words to speak") as caught:
-            if streamed:
-                async with voice.stream(conn_options=options) as stream:
-                    stream.push_text("[laugh] ")
-                    stream.push_text("[sigh]")
-                    stream.end_input()
-                    async for _ in stream:
-                        pass
-            else:
-                await voice.synthesize("[laugh] [sigh]", conn_options=options).collect()
+    with closed_port() as port:
+        async with s2.TTS(base_url=f"http://127.0.0.1:{port}") as voice:
+            errors: list[tts.TTSError] = []
+            voice.on("error", errors.append)
+            options = APIConnectOptions(max_retry=3, retry_interval=0.0)
+            with pytest.raises(APIError, match="holds no words to speak") as caught:
+                if streamed:
+                    async with voice.stream(conn_options=options) as stream:
+                        stream.push_text("[laugh] ")
+                        stream.push_text("[sigh]")
+                        stream.end_input()
+                        async for _ in stream:
+                            pass
+                else:
+                    await voice.synthesize("[laugh] [sigh]", conn_options=options).collect()
     assert not caught.value.retryable
     assert [e.recoverable for e in errors] == [False]

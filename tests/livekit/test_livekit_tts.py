@@ -36,9 +36,10 @@ from s2_sidecar.clips import pitch_hz
 from support.cast import plain, who
 from support.livekit_audio import RATE, CaptureAudioOutput
 from support.pcm_server import pcm_server
-from support.proxy import RecordingProxy
-from support.sidecar import ROOT, SidecarProcess, free_port
+from support.proxy import FaultProxy, RecordingProxy
+from support.sidecar import ROOT, SidecarProcess, closed_port
 from support.speech import transcribe, wer
+from support.waiting import LIMIT_S, until
 
 from s2_plugin.audio import SUPPORTED_RATES
 from s2_plugin.client import S2Client
@@ -52,7 +53,9 @@ from s2_plugin.tags import strip_tags
 MAX_WER = 0.4
 """The preview voice is deterministic; measured (3 runs under load, identical each time):
 0.08 (say), 0.20 (streamed reply), 0.15 (chunked). The worst plus 0.2."""
-NO_RETRY = APIConnectOptions(max_retry=0, timeout=5.0)
+NO_RETRY = APIConnectOptions(max_retry=0, timeout=LIMIT_S)
+"""One attempt; its timeout a hang guard, since a real sidecar on a loaded machine may take
+long to synthesize."""
 
 
 class ScriptedLLM(llm.LLM):
@@ -225,20 +228,28 @@ async def test_an_expressive_session_teaches_the_llm_the_tags_once(
 
 
 async def test_interruption_cancels_the_sidecar_request(
-    proxy: RecordingProxy, session_for: Any
+    sidecar: SidecarProcess, session_for: Any
 ) -> None:
     text = " ".join(
         f"This is sentence number {n} of a long answer that nobody will hear to the end, "
         "because the caller talks over it and the agent must stop at once."
         for n in range(1, 9)
     )
-    session, output = await session_for()
+    async with (
+        FaultProxy(sidecar.url).running() as pacer,
+        RecordingProxy(pacer.url).running() as proxy,
+    ):
+        # The audio comes at a fifth of real time, so the first segment's request is still
+        # streaming when the interruption lands, however fast the sidecar is.
+        pacer.bytes_per_s = SAMPLE_RATE * 2 / 5
+        session, output = await session_for(base_url=proxy.url)
 
-    handle = session.say(text)
-    await asyncio.wait_for(output.first_words.wait(), 30)  # the first segment has played
-    handle.interrupt()
-    await handle
-    await proxy.wait_until(proxy.finished)
+        handle = session.say(text)
+        await asyncio.wait_for(output.first_words.wait(), LIMIT_S)  # the first segment plays
+        handle.interrupt()
+        await handle
+        await proxy.wait_until(proxy.finished)
+        await session.aclose()  # while its sidecar is still there
 
     assert handle.interrupted
     assert any(not r.complete for r in proxy.speech()), "no request was hung up on"
@@ -365,10 +376,11 @@ async def _speak(voice: s2.TTS, conn_options: APIConnectOptions, *, streamed: bo
 async def test_sidecar_down_is_a_connection_error_not_retried(streamed: bool) -> None:
     # Nothing listens: retrying at once would only delay a FallbackAdapter's failover.
     options = APIConnectOptions(max_retry=2, retry_interval=0.0, timeout=2.0)
-    async with s2.TTS(base_url=f"http://127.0.0.1:{free_port()}") as voice:
-        errors = _errors(voice)
-        with pytest.raises(APIConnectionError) as caught:
-            await _speak(voice, options, streamed=streamed)
+    with closed_port() as port:
+        async with s2.TTS(base_url=f"http://127.0.0.1:{port}") as voice:
+            errors = _errors(voice)
+            with pytest.raises(APIConnectionError) as caught:
+                await _speak(voice, options, streamed=streamed)
     assert not isinstance(caught.value, APITimeoutError)
     assert not caught.value.retryable
     assert "cannot reach the S2 sidecar" in str(caught.value)
@@ -408,6 +420,7 @@ async def test_stalled_sidecar_times_out(streamed: bool) -> None:
         errors = _errors(voice)
         with pytest.raises(APITimeoutError):
             await _speak(voice, options, streamed=streamed)
+        await until(lambda: server.open_streams == 0, "the server saw every hang-up")
         assert server.disconnects == len(errors)
     assert [e.recoverable for e in errors] == ([False] if streamed else [True, False])
 

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import importlib.util
 import json
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import ModuleType
@@ -28,8 +29,9 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from support.proxy import RecordingProxy
-from support.sidecar import SidecarProcess, free_port
+from support.sidecar import SidecarProcess
 from support.speech import transcribe, wer
+from support.waiting import until
 from websockets.asyncio.client import ClientConnection, connect
 
 from s2_plugin.audio import ulaw_decode
@@ -76,18 +78,19 @@ class ScriptedLLM(FrameProcessor):
 
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
+    # The socket is bound here and handed over, so no other process can take its port first.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        await until(lambda: server.started or task.done(), "uvicorn started")
         assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.02)
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+        try:
+            yield f"ws://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await task
 
 
 async def call(ws: ClientConnection, done: Callable[[int], bool], limit_s: float = 60.0) -> bytes:

@@ -42,7 +42,7 @@ from support.changes import Changes
 from support.pcm_server import pcm_server
 from support.pipeline import ScriptRun, Speaker, spoken_segments
 from support.proxy import Fault, FaultProxy, RecordingProxy
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.sidecar import PERSONAS_TOML, SidecarProcess, closed_port
 from support.speech import transcribe, wer
 
 from s2_plugin.personas import load_personas
@@ -57,6 +57,10 @@ MAX_WER = 0.45
 runs under load, identical each time): 0.07 (REPLY), 0.00 (TAGGED_REPLY), 0.30 (the ten
 notices). The bound is the worst plus 0.15 (two or three words of slack for a change of
 segmentation); silence or garbled audio scores near 1."""
+
+SLOW_BYTES_PER_S = SAMPLE_RATE * 2 / 5
+"""A fifth of real time: what an interruption test paces the sidecar's audio to (its first
+chunk still comes within a second)."""
 
 REPLY = (
     "Well, that is a very good question, and I have thought about it a lot. "
@@ -158,6 +162,7 @@ async def test_every_sample_the_sidecar_sent_is_resampled_once(
         down, up = await run_test(
             tts, frames_to_send=llm_reply(REPLY), pipeline_params=params(rate)
         )
+        await proxy.wait_until(proxy.finished)  # the proxy marks a response complete after it
     assert errors(up) == []
     sent = {r.transcript: r.samples for r in proxy.speech()}
     assert len(sent) == len(proxy.speech()) >= 3
@@ -225,15 +230,30 @@ async def test_interruption_stops_the_reply_and_its_requests(sidecar: SidecarPro
         f"Item number {n} on the list is a long sentence about the weather and the sea."
         for n in range(1, 31)
     )
-    async with RecordingProxy(sidecar.url).running() as proxy:
+    async with (
+        FaultProxy(sidecar.url).running() as pacer,
+        RecordingProxy(pacer.url).running() as proxy,
+    ):
+        # The reply's audio comes at a fifth of real time, so its requests are still streaming
+        # when the interruption lands, however fast the sidecar is.
+        pacer.bytes_per_s = SLOW_BYTES_PER_S
         tts = S2TTSService(base_url=proxy.url, persona=sidecar.persona)
         run = ScriptRun(tts, params())
+
+        def hung_up() -> bool:
+            return any(r.done and not r.complete for r in proxy.speech())
+
+        async def unpaced() -> None:
+            pacer.bytes_per_s = None
+
         down, up = await run.script(
             [
                 *llm_reply(long_reply, 8)[:-1],  # the LLM is cut off: no end of response
                 # The first segment has played: its audio and then its text reached the sink.
                 lambda: run.until(lambda: bool(audio(run.down)) and bool(texts(run.down))),
                 InterruptionFrame(),
+                lambda: proxy.wait_until(hung_up),  # the interruption reached the sidecar
+                unpaced,
                 TTSSpeakFrame("Sorry, go ahead."),
             ]
         )
@@ -275,15 +295,23 @@ async def test_after_an_interruption_the_context_holds_the_words_heard(
     run = ScriptRun(pipeline, params(), changes)
     words_out: list[str] = []
 
+    words_heard: list[str] = []
+
     @tts.event_handler("on_after_push_frame")
     async def _pushed(_: object, frame: Frame) -> None:
         if isinstance(frame, TTSTextFrame):
             words_out.append(frame.text)
             changes.changed()
 
-    # Interrupt a second into the reply, once the words of segments not yet heard are out
-    # of the TTS (generation runs ahead of playback).
-    ahead = lambda: speaker.played_s >= 1.0 and len(words_out) > 20  # noqa: E731
+    @speaker.event_handler("on_after_push_frame")
+    async def _heard(_: object, frame: Frame) -> None:  # released as its audio plays
+        if isinstance(frame, TTSTextFrame):
+            words_heard.append(frame.text)
+            changes.changed()
+
+    # Interrupt a second into the reply, once a whole segment's words (ten) are out of the TTS
+    # and not yet heard: playback cannot catch up with them before the interruption lands.
+    ahead = lambda: speaker.played_s >= 1.0 and len(words_out) >= len(words_heard) + 10  # noqa: E731
     _, up = await run.script(
         [*llm_reply(reply, 8)[:-1], lambda: run.until(ahead), InterruptionFrame()]
     )
@@ -302,12 +330,27 @@ async def test_uninterruptible_speech_plays_through_an_interruption(
         f"Please hold the line, this is notice number {n} about the weather and the sea."
         for n in range(1, 11)
     )
-    tts = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
     speak = TTSSpeakFrame(text)
     speak.interruptible = False
-    run = ScriptRun(tts, params())
-    # The interruption lands once the first audio is out, with nine sentences still to come.
-    down, up = await run.script([speak, lambda: run.seen(TTSAudioRawFrame), InterruptionFrame()])
+    async with FaultProxy(sidecar.url).running() as pacer:
+        # Paced until the interruption is through, so the audio is still coming when it lands.
+        pacer.bytes_per_s = SLOW_BYTES_PER_S
+        tts = S2TTSService(base_url=pacer.url, persona=sidecar.persona)
+        run = ScriptRun(tts, params())
+
+        async def unpaced() -> None:
+            pacer.bytes_per_s = None
+
+        # The interruption lands once the first audio is out, with nine sentences still to come.
+        down, up = await run.script(
+            [
+                speak,
+                lambda: run.seen(TTSAudioRawFrame),
+                InterruptionFrame(),
+                lambda: run.seen(InterruptionFrame),
+                unpaced,
+            ]
+        )
     assert errors(up) == []
     assert index(down, InterruptionFrame) < index(down, TTSAudioRawFrame, last=True)
     assert " ".join(texts(down)) == text
@@ -375,17 +418,18 @@ async def test_a_sidecar_that_is_down_is_written_off_at_once_and_back_when_it_an
 async def test_a_switcher_fails_over_from_a_dead_sidecar_at_the_first_reply(
     sidecar: SidecarProcess,
 ) -> None:
-    dead = S2TTSService(base_url=f"http://127.0.0.1:{free_port()}")
-    alive = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
-    switcher = ServiceSwitcher([dead, alive], strategy_type=ServiceSwitcherStrategyFailover)
-    run = ScriptRun(switcher, params())
-    down, up = await run.script(
-        [
-            *llm_reply("Is anyone there?"),
-            lambda: run.until(lambda: switcher.strategy.active_service is alive),
-            TTSSpeakFrame("Good morning."),
-        ]
-    )
+    with closed_port() as port:
+        dead = S2TTSService(base_url=f"http://127.0.0.1:{port}")
+        alive = S2TTSService(base_url=sidecar.url, persona=sidecar.persona)
+        switcher = ServiceSwitcher([dead, alive], strategy_type=ServiceSwitcherStrategyFailover)
+        run = ScriptRun(switcher, params())
+        down, up = await run.script(
+            [
+                *llm_reply("Is anyone there?"),
+                lambda: run.until(lambda: switcher.strategy.active_service is alive),
+                TTSSpeakFrame("Good morning."),
+            ]
+        )
     # The switcher answered for the error (it moved on), so nothing reached the pipeline.
     assert errors(up) == []
     assert dead.is_usable is False and alive.is_usable
@@ -396,9 +440,10 @@ async def test_a_switcher_fails_over_from_a_dead_sidecar_at_the_first_reply(
 
 async def test_a_persona_that_cannot_be_registered_for_want_of_a_sidecar_is_one_error() -> None:
     persona = load_personas(PERSONAS_TOML)[0]
-    tts = S2TTSService(base_url=f"http://127.0.0.1:{free_port()}", persona=persona)
-    frames = [*llm_reply(REPLY), TTSSpeakFrame("Are you there?")]
-    _, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
+    with closed_port() as port:
+        tts = S2TTSService(base_url=f"http://127.0.0.1:{port}", persona=persona)
+        frames = [*llm_reply(REPLY), TTSSpeakFrame("Are you there?")]
+        _, up = await run_test(tts, frames_to_send=frames, pipeline_params=params())
     assert len(errors(up)) == 1, errors(up)
     assert "cannot register persona 'joe'" in errors(up)[0]
     assert "cannot reach the S2 sidecar" in errors(up)[0]

@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from support.sidecar import PERSONAS_TOML, SidecarProcess, free_port
+from support.sidecar import PERSONAS_TOML, SidecarProcess, closed_port
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,7 +21,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         [sys.executable, "-m", "s2_sidecar", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # a hang guard: a loaded machine starts Python slowly
         env={**os.environ, **(env or {})},
     )
 
@@ -100,14 +100,17 @@ def test_personas_add_list_rm(sidecar: SidecarProcess) -> None:
 
 
 def test_unreachable_sidecar_is_a_clear_error(tmp_path: Path) -> None:
-    done = cli("say", "Hi.", "--url", "http://127.0.0.1:9", "-o", str(tmp_path / "x.wav"))
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        done = cli("say", "Hi.", "--url", url, "-o", str(tmp_path / "x.wav"))
     assert done.returncode == 1 and "s2-sidecar serve" in done.stderr
 
 
 def test_download_without_a_reachable_hub_says_what_to_do(tmp_path: Path) -> None:
     # A hub on a closed loopback port and an empty cache: offline, whatever this machine reaches.
-    hub = {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HOME": str(tmp_path / "hf")}
-    done = cli("download", env=hub)
+    with closed_port() as port:
+        hub = {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+        done = cli("download", env=hub)
     assert done.returncode == 2, done.stderr
     assert "cannot download fishaudio/s2-pro" in done.stderr
     assert "connect to the internet" in done.stderr
@@ -186,12 +189,12 @@ def test_the_api_key_can_come_from_a_file(make_sidecar, tmp_path: Path) -> None:
     process: SidecarProcess = make_sidecar(args=["--api-key-file", str(key)])
     url = process.url + "/v1/audio/voices"
     with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(url, timeout=10)
+        urllib.request.urlopen(url, timeout=30)
     assert e.value.code == 401
     request = urllib.request.Request(
         url, headers={"Authorization": "Bearer a-key-kept-out-of-ps-1234"}
     )
-    with urllib.request.urlopen(request, timeout=10) as r:
+    with urllib.request.urlopen(request, timeout=30) as r:
         assert r.status == 200
     assert "visible to every user" not in process.log()  # no warning: the key is not in argv
 

@@ -33,7 +33,7 @@ SENTENCE = (
     "Please call me back tomorrow morning at nine."
 )
 MAX_WER = 0.5
-"""As in test_api.py (measured there on this text: mean 0.12, worst 0.35 in 20 runs); the lossy
+"""As in test_speech.py (measured there on this text: mean 0.12, worst 0.35 in 20 runs); the lossy
 encoders at their default bit rates leave it unchanged."""
 
 FORMATS = ["wav", "pcm", "mp3", "opus", "aac", "flac"]

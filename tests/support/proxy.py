@@ -37,6 +37,7 @@ from s2_plugin.protocol import SPEECH_PATH, VOICES_PATH
 from s2_plugin.tags import strip_tags
 from support.changes import Changes
 from support.sidecar import free_port
+from support.waiting import LIMIT_S
 
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "content-encoding", "connection"}
 
@@ -53,7 +54,9 @@ class Exchange:
     pcm_bytes: int = 0
     """Response bytes passed back, for speech requests."""
     complete: bool = False
-    """The whole response reached the client (False: it hung up first, or it is running)."""
+    """The whole response reached the client (False: it hung up first, or it is running).
+    Set just after the last byte is written, so the client may see the end first: read it
+    once `done` (`await proxy.wait_until(proxy.finished)`)."""
     done: bool = False
     """The proxy has finished with it, either way."""
 
@@ -83,7 +86,7 @@ class RecordingProxy:
         """Every request has been answered, or given up by its client."""
         return all(e.done for e in self.exchanges)
 
-    async def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    async def wait_until(self, ready: Callable[[], bool], timeout: float = LIMIT_S) -> None:
         """Wait until `ready()` holds; it is checked whenever a request starts or ends."""
         await self._changes.until(ready, timeout)
 
@@ -179,7 +182,7 @@ class FaultProxy:
                 self._accept, "127.0.0.1", self.port, reuse_address=True
             )
 
-    async def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+    async def wait_until(self, ready: Callable[[], bool], timeout: float = LIMIT_S) -> None:
         """Wait until `ready()` holds; checked whenever a connection opens or closes."""
         await self._changes.until(ready, timeout)
 

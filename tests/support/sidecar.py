@@ -6,6 +6,7 @@ with SidecarProcess(store=tmp_path / "store", personas=PERSONAS_TOML) as sidecar
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -15,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -38,6 +39,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port where a server is dead, for the block: a connect is refused. The port stays bound
+    (never listening) meanwhile, so no other process can start listening on it, as it could on
+    a `free_port()`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 def listening_port(pid: int) -> int:
