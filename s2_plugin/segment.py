@@ -223,110 +223,121 @@ class Segmenter:
         return Segment(text, self._speaker)
 
     def _scan(self, final: bool) -> list[Segment]:
+        """Read on from `_pos`; cut off each segment that is complete. A tag or a punctuation run
+        that may still grow stops the scan until more text (or `final`) comes."""
         out: list[Segment] = []
-        buf = self._buf
-        i = self._pos
-        while i < len(buf):
-            c = buf[i]
-            if self._split is not None:
-                # After a boundary: whitespace, tags and punctuation wait for the next word.
-                word_start = c.isalnum()
-                if c == "<":
-                    end = _tag_end(buf, i, final)
-                    if end is None:
-                        break
-                    word_start = _is_markup(buf, i, end)
-                if word_start:
-                    if (self._cancel_on_lower and c.islower()) or (
-                        self._cancel_on_digit and c.isdigit()
-                    ):
-                        i = self._last_clause = self._split
-                        self._split = None
-                        continue
-                    out.append(self._segment(buf[: self._split].strip()))
-                    self._cut_chars += self._split
-                    buf = buf[self._split :]
-                    self._buf = buf
-                    self._first = False
-                    self._new_segment()
-                    i = 0  # rescan what follows the cut as the new segment's start
-                    continue
-                if c == "[" or c == "<":
-                    end = _tag_end(buf, i, final)
-                    if end is None:
-                        break
-                    if end > 0 and tags.speaker_of(buf[i:end]) is not None:
-                        # A new speaker: the next word starts a segment whatever it looks like.
-                        self._cancel_on_lower = self._cancel_on_digit = False
-                    i = end if end > 0 else i + 1
-                    continue
-                i += 1
-                continue
-
-            if self._lead is None and not c.isspace():
-                self._lead = i
-            if c.isalnum():
-                if _is_cjk(c):
-                    if self._words:
-                        self._candidate_space(i)
-                    self._words += 1
-                    self._in_word = False
-                elif not self._in_word:
-                    self._words += 1
-                    self._in_word = True
-                end = i + 1
-            elif c.isspace():
-                self._in_word = False
-                if c == "\n" and self._words >= self._need():
-                    # A line break ends a sentence (lists, paragraphs).
-                    self._split_at(i)
-                elif c == "\n" and self._words:
-                    self._candidate_clause(i)
-                elif self._words:
-                    self._candidate_space(i)
-                i += 1
-                continue
-            elif c in _SENTENCE_MARKS or c in _CLAUSE_MARKS:
-                j = i
-                while j < len(buf) and buf[j] in _RUN:
-                    j += 1
-                if j == len(buf) and not final:
-                    break
-                cut = self._force() if self._over(j) else None
-                if cut is not None:
-                    i = cut  # rescan from the cut as the next segment
-                    continue
-                self._mark_run(buf, i, j)
-                i = j
-                continue
-            elif c == "[" or c == "<":
-                tag_end = _tag_end(buf, i, final)
-                if tag_end is None:
-                    break
-                if _is_markup(buf, i, tag_end):
-                    self._words += 0 if self._in_word else 1
-                    self._in_word = True
-                    cut = self._force() if self._over(tag_end) else None
-                    i = tag_end if cut is None else cut
-                    continue
-                self._in_word = False
-                speaker = tags.speaker_of(buf[i:tag_end]) if tag_end > 0 else None
-                if speaker is not None and self._words:
-                    self._split_at(i)  # a segment holds one speaker: cut before the switch
-                    i = tag_end
-                    continue
-                if speaker is not None:
-                    self._opening_speaker = speaker
-                end = tag_end if tag_end > 0 else i + 1
-            elif c != "'" and c != "’":  # noqa: RUF001 (an apostrophe keeps "don't" one word)
-                self._in_word = False
-                end = i + 1
-            else:
-                end = i + 1
-            cut = self._force() if self._over(end) else None
-            i = end if cut is None else cut
-        self._pos = i
+        i: int | None = self._pos
+        while i is not None and i < len(self._buf):
+            self._pos = i
+            i = self._after_cut(i, final, out) if self._split is not None else self._step(i, final)
+        if i is not None:
+            self._pos = i
         return out
+
+    def _after_cut(self, i: int, final: bool, out: list[Segment]) -> int | None:
+        """Past a boundary, whitespace, tags and punctuation wait for the next word, which
+        confirms the cut (or, lower case after an abbreviation, cancels it)."""
+        buf = self._buf
+        c = buf[i]
+        word_start = c.isalnum()
+        if c == "<":
+            end = _tag_end(buf, i, final)
+            if end is None:
+                return None
+            word_start = _is_markup(buf, i, end)
+        if word_start:
+            assert self._split is not None
+            if (self._cancel_on_lower and c.islower()) or (self._cancel_on_digit and c.isdigit()):
+                self._last_clause = self._split
+                self._split = None
+                return self._last_clause
+            out.append(self._segment(buf[: self._split].strip()))
+            self._cut_chars += self._split
+            self._buf = buf[self._split :]
+            self._first = False
+            self._new_segment()
+            return 0  # rescan what follows the cut as the new segment's start
+        if c == "[" or c == "<":
+            end = _tag_end(buf, i, final)
+            if end is None:
+                return None
+            if end > 0 and tags.speaker_of(buf[i:end]) is not None:
+                # A new speaker: the next word starts a segment whatever it looks like.
+                self._cancel_on_lower = self._cancel_on_digit = False
+            return end if end > 0 else i + 1
+        return i + 1
+
+    def _step(self, i: int, final: bool) -> int | None:
+        """One character (or tag, or punctuation run) of the segment being built."""
+        buf = self._buf
+        c = buf[i]
+        if self._lead is None and not c.isspace():
+            self._lead = i
+        if c.isalnum():
+            if _is_cjk(c):
+                if self._words:
+                    self._candidate_space(i)
+                self._words += 1
+                self._in_word = False
+            elif not self._in_word:
+                self._words += 1
+                self._in_word = True
+            end = i + 1
+        elif c.isspace():
+            self._in_word = False
+            if c == "\n" and self._words >= self._need():
+                # A line break ends a sentence (lists, paragraphs).
+                self._split_at(i)
+            elif c == "\n" and self._words:
+                self._candidate_clause(i)
+            elif self._words:
+                self._candidate_space(i)
+            return i + 1
+        elif c in _SENTENCE_MARKS or c in _CLAUSE_MARKS:
+            return self._punctuation(i, final)
+        elif c == "[" or c == "<":
+            return self._tag(i, final)
+        elif c != "'" and c != "’":  # noqa: RUF001 (an apostrophe keeps "don't" one word)
+            self._in_word = False
+            end = i + 1
+        else:
+            end = i + 1
+        cut = self._force() if self._over(end) else None
+        return end if cut is None else cut
+
+    def _punctuation(self, i: int, final: bool) -> int | None:
+        buf = self._buf
+        j = i
+        while j < len(buf) and buf[j] in _RUN:
+            j += 1
+        if j == len(buf) and not final:
+            return None
+        cut = self._force() if self._over(j) else None
+        if cut is not None:
+            return cut  # rescan from the cut as the next segment
+        self._mark_run(buf, i, j)
+        return j
+
+    def _tag(self, i: int, final: bool) -> int | None:
+        buf = self._buf
+        tag_end = _tag_end(buf, i, final)
+        if tag_end is None:
+            return None
+        if _is_markup(buf, i, tag_end):
+            self._words += 0 if self._in_word else 1
+            self._in_word = True
+            cut = self._force() if self._over(tag_end) else None
+            return tag_end if cut is None else cut
+        self._in_word = False
+        speaker = tags.speaker_of(buf[i:tag_end]) if tag_end > 0 else None
+        if speaker is not None and self._words:
+            self._split_at(i)  # a segment holds one speaker: cut before the switch
+            return tag_end
+        if speaker is not None:
+            self._opening_speaker = speaker
+        end = tag_end if tag_end > 0 else i + 1
+        cut = self._force() if self._over(end) else None
+        return end if cut is None else cut
 
     def _eager(self) -> bool:
         """True while clause ends may end a segment: the first one, and early in the reply."""
