@@ -93,8 +93,6 @@ async def speech(request: web.Request) -> web.StreamResponse:
             if style is None and persona is not None:
                 style = persona.info.style
             parts = [tags.apply_style(t, style) for t in texts]
-        if persona is not None:
-            persona = await asyncio.to_thread(persona.loaded)
         req = req.model_copy(update={"references": None, "ref_audio": None})  # decoded: let go
     _require_ready(engine)
     try:

@@ -64,19 +64,20 @@ class StoredPersona:
 
     @property
     def wav(self) -> bytes:
-        return self.data if self.data is not None else self.path.read_bytes()
-
-    def loaded(self) -> StoredPersona:
-        """This persona with its clip in memory, for one request: deleting or replacing the
-        persona meanwhile cannot take the clip from under the request."""
+        """The clip: held in memory, or read from disk now (a 404 if the persona went since)."""
         if self.data is not None:
-            return self
+            return self.data
         try:
-            return replace(self, data=self.path.read_bytes())
+            return self.path.read_bytes()
         except FileNotFoundError as e:
             raise NotFound(
                 f"persona {self.name!r} was deleted or replaced just now; retry", "unknown_voice"
             ) from e
+
+    def loaded(self) -> StoredPersona:
+        """This persona with its clip in memory, for as long as the caller holds it: deleting or
+        replacing the persona meanwhile cannot take the clip away."""
+        return self if self.data is not None else replace(self, data=self.wav)
 
 
 class PersonaStore:

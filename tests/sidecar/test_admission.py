@@ -10,6 +10,7 @@ import pytest
 from s2_sidecar.admission import Admission
 from s2_sidecar.errors import Unavailable
 from s2_sidecar.metrics import Metrics
+from support.waiting import until
 
 
 async def settle() -> None:
@@ -81,8 +82,7 @@ async def test_a_held_look_ahead_goes_once_its_time_comes() -> None:
     admission = Admission(1, 4, 60, Metrics(), lead_s=0)
     got: list[str] = []
     ahead = Holder(admission, "ahead", got, 0.05)
-    while not got:  # the admission's own timer lets it in
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(got), "the admission's own timer lets it in")
     ahead.release.set()
     await ahead.task
 
@@ -114,8 +114,7 @@ async def test_a_reply_over_capacity_is_refused_at_once_but_a_look_ahead_may_wai
     ahead = Holder(admission, "ahead", got, 0.01)  # held, then waits for the slot
     await settle()
     first.release.set()
-    while len(got) < 2:
-        await asyncio.sleep(0.01)
+    await until(lambda: len(got) == 2, "the held look-ahead gets the freed slot")
     ahead.release.set()
     await asyncio.gather(first.task, ahead.task)
     assert got == ["first", "ahead"]

@@ -8,13 +8,13 @@ bench/bench_capacity.py.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from support.sidecar import SidecarProcess
 from support.upstream import Upstream, standin_sidecar
+from support.waiting import until, wait_for
 
 from s2_plugin.client import S2Client
 
@@ -42,12 +42,11 @@ async def engine(
         yield sidecar, upstream
 
 
-async def until(upstream: Upstream, key: str, value: int) -> None:
-    for _ in range(500):
-        if (await upstream.state())[key] == value:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"the stand-in's {key} never reached {value}")
+async def reaches(upstream: Upstream, key: str, value: int) -> None:
+    async def holds() -> bool:
+        return bool((await upstream.state())[key] == value)
+
+    await until(holds, f"the stand-in's {key} at {value}")
 
 
 async def test_requests_past_the_batch_wait_in_arrival_order(
@@ -68,11 +67,11 @@ async def test_requests_past_the_batch_wait_in_arrival_order(
 
     async with S2Client(sidecar.url) as client:
         first = asyncio.create_task(speak(client, 0))
-        await until(upstream, "running", 1)
+        await reaches(upstream, "running", 1)
         second = asyncio.create_task(speak(client, 1))
-        await until(upstream, "waiting", 1)
+        await reaches(upstream, "waiting", 1)
         third = asyncio.create_task(speak(client, 2))
-        await until(upstream, "waiting", 2)
+        await reaches(upstream, "waiting", 2)
         await asyncio.gather(first, second, third)
     assert order == [0, 1, 2]
     assert got == {0: 240 * FRAME, 1: 12 * FRAME, 2: 18 * FRAME}
@@ -86,7 +85,7 @@ async def test_a_hang_up_frees_its_place_in_the_batch(
     async with S2Client(sidecar.url) as client:
         async for _ in client.speech(endless, voice="joe"):
             break  # hang up after the first chunk
-        await until(upstream, "running", 0)
+        await reaches(upstream, "running", 0)
         before = (await upstream.state())["frames_made"]
         audio = b"".join([pcm async for pcm in client.speech("Still served.", voice="joe")])
     assert len(audio) // 2 == 12 * FRAME
@@ -115,18 +114,10 @@ async def test_with_a_budget_the_sidecar_sends_what_is_due_first(tmp_path: Path)
         await upstream.control(profile=str(profile))
         async with S2Client(sidecar.url, read_timeout=30) as client:
             first = asyncio.create_task(speak(client, 0, None))
-            await until(upstream, "running", 1)
+            await reaches(upstream, "running", 1)
             ahead = asyncio.create_task(speak(client, 1, 5.0))  # ready at once, due later
-            await asyncio.to_thread(poll, waiting, 1)
+            await asyncio.to_thread(wait_for, lambda: waiting() == 1, "the look-ahead queued")
             now = asyncio.create_task(speak(client, 2, None))
-            await asyncio.to_thread(poll, waiting, 2)
+            await asyncio.to_thread(wait_for, lambda: waiting() == 2, "the reply due now queued")
             await asyncio.gather(first, ahead, now)
     assert order == [0, 2, 1]
-
-
-def poll(read: Callable[[], float], value: float) -> None:
-    for _ in range(500):
-        if read() == value:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"never reached {value}")
